@@ -1,0 +1,280 @@
+//! `shiplog bench`: the ledger's performance targets, measured the same way
+//! every time. Figures go to standard output as Markdown rows for
+//! BENCHMARKS.md, with the command and the machine.
+//!
+//! - A1: durable batch appends to the embedded store (no HTTP).
+//! - A2: single-event HTTP appends from many concurrent clients, each on
+//!   its own keep-alive connection, against a real server on loopback.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use shiplog_core::{Author, NewEvent};
+use shiplog_store::{EventStore, SqliteStore};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    which: Bench,
+    /// Directory for the benchmark's temporary stores (on the disk to be
+    /// measured; a tmpfs would make fsync free)
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// A1: durable batch append, embedded (target ≥ 100,000 events/s)
+    A1 {
+        /// Events appended per round
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Events per batch
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Rounds, each on a fresh store; the median is reported
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// A2: single-event HTTP appends, concurrent clients, durable (target
+    /// ≥ 10,000 events/s, p99 ≤ 10 ms)
+    A2 {
+        /// Concurrent clients, each with its own connection
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds measured, after the warm-up
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Seconds of warm-up, not measured
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+    },
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
+    let dir = tempfile::Builder::new().prefix(".shiplog-bench-").tempdir_in(&args.dir).map_err(|e| {
+        format!("cannot create a directory for the benchmark in {}: {e}; pick one with --dir", args.dir.display())
+    })?;
+    match args.which {
+        Bench::A1 { events, batch, rounds } => a1(dir.path(), events, batch.max(1), rounds.max(1)),
+        Bench::A2 { clients, seconds, warmup } => a2(dir.path(), clients.max(1), seconds.max(1), warmup),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// A realistic mix of what pipelines record, `n` events with fresh ids.
+fn sample_events(n: usize) -> Result<Vec<NewEvent>, String> {
+    (0..n).map(|i| NewEvent::parse(sample_event(i), Author::Client).map_err(|e| e.to_string())).collect()
+}
+
+fn sample_event(i: usize) -> Value {
+    let service = format!("svc-{:02}", i % 50);
+    let sha = format!("{:040x}", i.wrapping_mul(2_654_435_761));
+    let (kind, data) = match i % 4 {
+        0 => (
+            "commit.pushed",
+            json!({"repo": format!("org/{service}"), "sha": sha, "author": "u-1042",
+                                     "authoredAt": "2026-11-20T09:00:00Z", "branch": "main"}),
+        ),
+        1 => (
+            "tests.finished",
+            json!({"artifact": format!("sha256:{sha}"), "suite": "unit", "kind": "unit",
+                                      "passed": 412, "failed": 0, "skipped": 3, "outcome": "success"}),
+        ),
+        2 => (
+            "scan.finished",
+            json!({"artifact": format!("sha256:{sha}"), "scanner": "trivy", "kind": "image",
+                                     "critical": 0, "high": 1, "medium": 4, "low": 9}),
+        ),
+        _ => (
+            "deployment.succeeded",
+            json!({"deploymentId": format!("d-{i}"), "service": service,
+                                            "environment": "staging", "artifact": format!("sha256:{sha}"),
+                                            "version": format!("1.{}.0", i % 100), "strategy": "rolling"}),
+        ),
+    };
+    json!({"id": uuid::Uuid::new_v4().to_string(), "type": kind, "occurredAt": "2026-11-20T10:00:00Z",
+           "actor": "ci-bot", "source": format!("https://ci.example.com/runs/{i}"), "data": data})
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn a1(dir: &std::path::Path, events: usize, batch: usize, rounds: usize) -> Result<ExitCode, String> {
+    let rt = runtime()?;
+    let mut rates = Vec::new();
+    let mut batch_p99 = Vec::new();
+    for round in 0..rounds {
+        let sample = sample_events(events)?;
+        let path = dir.join(format!("a1-{round}.db"));
+        let store = SqliteStore::open(&path).map_err(|e| e.to_string())?;
+        let (elapsed, mut latencies) = rt.block_on(async {
+            let mut latencies = Vec::new();
+            let started = Instant::now();
+            let mut it = sample.into_iter().peekable();
+            while it.peek().is_some() {
+                let chunk: Vec<NewEvent> = it.by_ref().take(batch).collect();
+                let t = Instant::now();
+                store.append(chunk, "bench").await.map_err(|e| e.to_string())?;
+                latencies.push(t.elapsed());
+            }
+            let elapsed = started.elapsed();
+            store.close().await;
+            Ok::<_, String>((elapsed, latencies))
+        })?;
+        latencies.sort();
+        let rate = events as f64 / elapsed.as_secs_f64();
+        let p99 = percentile(&latencies, 99.0);
+        eprintln!("A1 round {}/{rounds}: {rate:.0} events/s (batch p99 {:.1} ms)", round + 1, p99.as_secs_f64() * 1e3);
+        rates.push(rate);
+        batch_p99.push(p99.as_secs_f64() * 1e3);
+    }
+    let rate = median(rates);
+    let verdict = if rate >= 100_000.0 { "meets" } else { "misses" };
+    println!(
+        "| A1 | durable batch append, embedded SQLite ({events} events in batches of {batch}, median of {rounds} rounds) | {rate:.0} events/s; batch p99 {:.1} ms | ≥ 100,000 events/s ({verdict}) |",
+        median(batch_p99)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn a2(dir: &std::path::Path, clients: usize, seconds: u64, warmup: u64) -> Result<ExitCode, String> {
+    let store = SqliteStore::open(&dir.join("a2.db")).map_err(|e| e.to_string())?;
+    let store: Arc<dyn EventStore> = Arc::new(store);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_store = Arc::clone(&store);
+    let server = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let shutdown = async move {
+                let _ = stop_rx.await;
+            };
+            let served = shiplog_server::serve(listener, Arc::clone(&server_store), Default::default(), shutdown).await;
+            server_store.close().await;
+            served
+        })
+    });
+
+    // The load generator runs on one thread so that it takes at most one of
+    // the machine's cores away from the server.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let result = rt.block_on(async move {
+        let warm_until = Instant::now() + Duration::from_secs(warmup);
+        let stop_at = warm_until + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            tasks.push(tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                let mut conn = BufReader::new(stream);
+                let mut latencies = Vec::new();
+                let mut errors = 0u64;
+                let mut i = c;
+                loop {
+                    let now = Instant::now();
+                    if now >= stop_at {
+                        break;
+                    }
+                    let body = serde_json::to_vec(&sample_event(i)).unwrap_or_default();
+                    i += clients;
+                    let status = post(&mut conn, &body).await?;
+                    if now >= warm_until {
+                        latencies.push(now.elapsed());
+                        if status != 201 {
+                            errors += 1;
+                        }
+                    }
+                }
+                Ok::<_, std::io::Error>((latencies, errors))
+            }));
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (lat, err) = t.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            all.extend(lat);
+            errors += err;
+        }
+        Ok::<_, String>((all, errors))
+    });
+    let _ = stop_tx.send(());
+    let _ = server.join();
+    let (mut latencies, errors) = result?;
+    latencies.sort();
+    let rate = latencies.len() as f64 / seconds as f64;
+    let p50 = percentile(&latencies, 50.0).as_secs_f64() * 1e3;
+    let p99 = percentile(&latencies, 99.0).as_secs_f64() * 1e3;
+    let verdict = if rate >= 10_000.0 && p99 <= 10.0 { "meets" } else { "misses" };
+    println!(
+        "| A2 | single-event HTTP appends, {clients} clients, durable, SQLite ({seconds} s after {warmup} s warm-up) | {rate:.0} events/s; p50 {p50:.2} ms; p99 {p99:.2} ms; {errors} errors | ≥ 10,000 events/s, p99 ≤ 10 ms ({verdict}) |"
+    );
+    let _ = std::io::stdout().flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One HTTP/1.1 POST of an event on a kept-alive connection; the status.
+async fn post(conn: &mut BufReader<tokio::net::TcpStream>, body: &[u8]) -> std::io::Result<u16> {
+    let mut request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    conn.get_mut().write_all(&request).await?;
+    let mut line = String::new();
+    conn.read_line(&mut line).await?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad status line {line:?}")))?;
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        if conn.read_line(&mut line).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut rest = vec![0; length];
+    conn.read_exact(&mut rest).await?;
+    Ok(status)
+}

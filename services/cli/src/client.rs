@@ -1,0 +1,87 @@
+//! Talking to a running server: the flags every such command shares, and
+//! turning the server's `{error, message}` answers into messages for people.
+
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::Value;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The shiplog server
+    #[arg(long, env = "SHIPLOG_SERVER", default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    pub server: String,
+    /// API token (sent as a bearer token)
+    #[arg(long, env = "SHIPLOG_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seconds to wait for the server's answer
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+/// A failed exchange with the server, in words a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the shiplog server at {server}: {cause}; is it running? (set --server or SHIPLOG_SERVER)")]
+    Unreachable { server: String, cause: String },
+    #[error("the server refused the request ({status} {code}): {message}")]
+    Refused { status: u16, code: String, message: String, body: Value },
+    #[error("the server answered with something that is not JSON: {0}")]
+    BadAnswer(String),
+}
+
+impl ClientError {
+    /// Worth trying again with the same request: the server was not reached
+    /// or was briefly unable to record.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Refused { status, .. } => *status == 503 || *status == 429,
+            ClientError::BadAnswer(_) => false,
+        }
+    }
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(args: &ServerArgs) -> Client {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(args.timeout.max(1))).build();
+        Client { agent, base: args.server.trim_end_matches('/').to_owned(), token: args.token.clone() }
+    }
+
+    /// POST a JSON body; the status and the JSON answer on success.
+    pub fn post_json(&self, path: &str, body: &str) -> Result<(u16, Value), ClientError> {
+        let mut req = self.agent.post(&format!("{}{path}", self.base)).set("Content-Type", "application/json");
+        if let Some(token) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        match req.send_string(body) {
+            Ok(resp) => {
+                let status = resp.status();
+                let text = resp.into_string().map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+                let value = serde_json::from_str(&text).map_err(|_| ClientError::BadAnswer(snippet(&text)))?;
+                Ok((status, value))
+            }
+            Err(ureq::Error::Status(status, resp)) => {
+                let text = resp.into_string().unwrap_or_default();
+                let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let code = body.get("error").and_then(Value::as_str).unwrap_or("error").to_owned();
+                let message = body.get("message").and_then(Value::as_str).map_or_else(|| snippet(&text), str::to_owned);
+                Err(ClientError::Refused { status, code, message, body })
+            }
+            Err(ureq::Error::Transport(t)) => {
+                Err(ClientError::Unreachable { server: self.base.clone(), cause: t.to_string() })
+            }
+        }
+    }
+}
+
+fn snippet(text: &str) -> String {
+    let t: String = text.chars().take(200).collect();
+    if t.is_empty() { "(empty body)".to_owned() } else { t }
+}

@@ -1,0 +1,101 @@
+//! `shiplog serve` configuration, layered: built-in defaults < config file <
+//! environment (`SHIPLOG_*`) < command-line flags. clap resolves the last
+//! two; this module lays them over the file and the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The config file's keys (all optional), e.g. `shiplog.toml`:
+///
+/// ```toml
+/// listen = "0.0.0.0:8080"
+/// data_dir = "/var/lib/shiplog"
+/// max_body_bytes = 1048576
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub store: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub max_batch: Option<usize>,
+    pub workers: Option<usize>,
+    pub log_format: Option<String>,
+}
+
+impl FileConfig {
+    /// Read the file named by `--config` (which must exist), or
+    /// `./shiplog.toml` when it exists, or nothing.
+    pub fn load(explicit: Option<&Path>) -> Result<FileConfig, String> {
+        let path = match explicit {
+            Some(p) => p.to_owned(),
+            None => {
+                let default = PathBuf::from("shiplog.toml");
+                if !default.exists() {
+                    return Ok(FileConfig::default());
+                }
+                default
+            }
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("the config file {} is invalid: {e}", path.display()))
+    }
+}
+
+/// Where the ledger is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+}
+
+impl StoreUrl {
+    /// `sqlite:PATH`, `sqlite://PATH`, or nothing (SQLite in the data dir).
+    pub fn parse(url: Option<&str>, data_dir: &Path) -> Result<StoreUrl, String> {
+        let Some(url) = url else {
+            return Ok(StoreUrl::Sqlite(data_dir.join("ledger.db")));
+        };
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err("--store sqlite: needs a file path, e.g. sqlite:///var/lib/shiplog/ledger.db".into());
+            }
+            return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(
+                "--store: the PostgreSQL backend is not part of this build yet; use the embedded SQLite store (omit --store)"
+                    .into(),
+            );
+        }
+        Err(format!("--store {url:?} is not a store URL this shiplog knows; use sqlite:PATH or omit --store"))
+    }
+}
+
+pub fn parse_listen(addr: &str) -> Result<SocketAddr, String> {
+    addr.parse().map_err(|_| {
+        format!("--listen {addr:?} is not an address to listen on; give IP:PORT, e.g. 127.0.0.1:8080 (port 0 picks a free port)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        let dir = Path::new("/data");
+        assert_eq!(StoreUrl::parse(None, dir), Ok(StoreUrl::Sqlite("/data/ledger.db".into())));
+        assert_eq!(StoreUrl::parse(Some("sqlite:/x/l.db"), dir), Ok(StoreUrl::Sqlite("/x/l.db".into())));
+        assert_eq!(StoreUrl::parse(Some("sqlite:///x/l.db"), dir), Ok(StoreUrl::Sqlite("/x/l.db".into())));
+        assert!(StoreUrl::parse(Some("mysql://x"), dir).unwrap_err().contains("sqlite:PATH"));
+    }
+
+    #[test]
+    fn the_file_refuses_unknown_keys() {
+        let err = toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\nlisten_addr = 3\n").unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+}

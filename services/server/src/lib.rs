@@ -1,0 +1,168 @@
+//! shiplog's HTTP API. This is the only crate that knows HTTP: it turns
+//! requests into domain values (through `shiplog-core`'s parsers), hands them
+//! to the store, and turns answers and errors back into JSON.
+
+mod error;
+mod events;
+mod health;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{App, HttpMessage, HttpServer, web};
+use shiplog_store::EventStore;
+
+pub use error::{ApiError, Code};
+
+/// Bounds on what one request may ask of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most events in one batch (413 beyond).
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body_bytes: 1024 * 1024, max_batch: 10_000 }
+    }
+}
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub limits: Limits,
+    /// HTTP worker threads; `None`: one per core.
+    pub workers: Option<usize>,
+    /// How long in-flight requests may take to finish after a shutdown
+    /// signal, in seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { limits: Limits::default(), workers: None, shutdown_timeout_secs: 30 }
+    }
+}
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub store: Arc<dyn EventStore>,
+    pub limits: Limits,
+}
+
+/// The request id of the current request, from `X-Request-Id` or made up.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Serve the API on `listener` until `shutdown` completes, then let requests
+/// in flight finish (their appends are acknowledged) and return. The caller
+/// closes the store afterwards.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn EventStore>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = web::Data::new(AppState { store, limits: config.limits });
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap_fn(|req, srv| {
+                let started = Instant::now();
+                let request_id = req
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty() && v.len() <= 128)
+                    .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+                req.extensions_mut().insert(RequestId(request_id.clone()));
+                let method = req.method().clone();
+                let path = req.path().to_owned();
+                let call = srv.call(req);
+                async move {
+                    let mut res = call.await?;
+                    let status = res.status().as_u16();
+                    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    if status >= 500 {
+                        tracing::error!(request_id = %request_id, %method, %path, status, micros, "request");
+                    } else {
+                        tracing::debug!(request_id = %request_id, %method, %path, status, micros, "request");
+                    }
+                    if let Ok(v) = HeaderValue::from_str(&request_id) {
+                        res.headers_mut().insert(REQUEST_ID, v);
+                    }
+                    Ok(res)
+                }
+            })
+            .configure(routes)
+    })
+    .shutdown_signal(shutdown)
+    .shutdown_timeout(config.shutdown_timeout_secs)
+    .listen(listener)?;
+    if let Some(workers) = config.workers {
+        server = server.workers(workers);
+    }
+    server.run().await
+}
+
+/// Every route of the API.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .service(
+            web::resource("/v1/events")
+                .route(web::post().to(events::append))
+                .route(web::get().to(events::list))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/streams/{stream:.+}")
+                .route(web::get().to(events::stream))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::new(Code::NotFound, format!("no route {} {}; see the API in README.md", req.method(), req.path()))
+        .error_response()
+}
+
+async fn method_not_allowed(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::new(Code::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.path())).error_response()
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C): the signals that ask the server
+/// to stop gracefully.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received; finishing requests in flight"),
+                    _ = int.recv() => tracing::info!("SIGINT received; finishing requests in flight"),
+                }
+            }
+            _ => {
+                tracing::warn!("cannot listen for signals; stop the server by killing it");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,107 @@
+//! Where the ledger lives: the [`EventStore`] trait every backend implements,
+//! and the backends (SQLite, the embedded default).
+//!
+//! A backend keeps the ledger's guarantees, whatever it stores them in:
+//! append-only; idempotent by event `id`; optimistic concurrency per stream
+//! through `expectedVersion`; atomic batches; one gap-free global `seq` from
+//! 0; a receipt only once the events are durable. The contract test suite in
+//! `contract.rs` checks each of these against every backend.
+
+mod error;
+pub mod sqlite;
+
+#[cfg(test)]
+mod contract;
+
+use async_trait::async_trait;
+use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
+use tokio::sync::watch;
+
+pub use error::{AppendError, StoreError};
+pub use sqlite::SqliteStore;
+
+/// Most events a single read returns.
+pub const MAX_READ_LIMIT: usize = 10_000;
+
+/// Which events to read, in `seq` order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadQuery {
+    /// Only events with a `seq` greater than this; `None` reads from the start.
+    pub after: Option<u64>,
+    /// At most this many events (capped at [`MAX_READ_LIMIT`]).
+    pub limit: usize,
+    /// Only this stream.
+    pub stream: Option<String>,
+    /// Only this type.
+    pub event_type: Option<EventType>,
+}
+
+/// The ledger's storage.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Append a batch atomically: every event is recorded, or none is.
+    ///
+    /// An event whose `id` is already recorded with the same content is not
+    /// recorded again: its receipt is the original one, marked `duplicate`.
+    /// The same `id` with other content, or an `expectedVersion` the stream
+    /// does not have, fails the whole batch. Receipts come back in the
+    /// batch's order, only once the events are durable.
+    async fn append(&self, events: Vec<NewEvent>, recorded_by: &str) -> Result<Vec<Receipt>, AppendError>;
+
+    /// Events in `seq` order, filtered as the query says.
+    async fn read(&self, query: ReadQuery) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// One stream's events from `from_version` on, in stream order.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The version of a stream's last event; `None` when it has no events.
+    async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError>;
+
+    /// The `seq` of the last durable event (`None` while the ledger is
+    /// empty), changing as new events commit: the way to tail the log.
+    fn head(&self) -> watch::Receiver<Option<u64>>;
+
+    /// Whether the store can take appends and serve reads now.
+    async fn check(&self) -> Result<(), StoreError>;
+
+    /// Finish every append already accepted, then stop taking new ones.
+    async fn close(&self);
+}
+
+/// Read events after `after` as they commit, calling `each` for every event
+/// in `seq` order, until `each` returns `false` or the store fails. Events
+/// committed while a batch is being handed over are not missed: the tail
+/// reads from the store, and the head only says when to read again.
+pub async fn follow<S, F>(store: &S, mut after: Option<u64>, mut each: F) -> Result<(), StoreError>
+where
+    S: EventStore + ?Sized,
+    F: FnMut(RecordedEvent) -> bool,
+{
+    let mut head = store.head();
+    loop {
+        let batch = store.read(ReadQuery { after, limit: 1_000, ..ReadQuery::default() }).await?;
+        if batch.is_empty() {
+            // Wait for a commit past what was read; `changed` also returns
+            // when the store is gone, which ends the tail.
+            let seen = *head.borrow_and_update();
+            if seen.is_some() && seen > after {
+                continue;
+            }
+            if head.changed().await.is_err() {
+                return Ok(());
+            }
+            continue;
+        }
+        for event in batch {
+            after = Some(event.seq);
+            if !each(event) {
+                return Ok(());
+            }
+        }
+    }
+}

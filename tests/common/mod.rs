@@ -1,0 +1,194 @@
+//! The one way the end-to-end tests start shiplog: the real `shiplog serve`
+//! binary, on port 0, against a fresh data directory, spoken to over HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shiplog");
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    /// Keeps a fresh data directory alive for the test's duration.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A server on a fresh, empty store.
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// A server on a fresh store, with extra `serve` flags.
+    pub fn start_with(args: &[&str]) -> Server {
+        let temp = tempfile::tempdir().unwrap();
+        let mut server = Self::start_in(temp.path(), args);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// A server on the store in `data_dir` (to restart on the same ledger).
+    pub fn start_in(data_dir: &Path, args: &[&str]) -> Server {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env("SHIPLOG_LOG_FORMAT", "json")
+            .env_remove("SHIPLOG_CONFIG")
+            .current_dir(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("shiplog listening on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap_or_default();
+                panic!("shiplog serve did not start within 30 s; its log:\n{log}");
+            }
+        };
+        Server { child, url, data_dir: data_dir.to_owned(), _temp: None }
+    }
+
+    pub fn agent() -> ureq::Agent {
+        ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build()
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, "application/json", &body.to_string())
+    }
+
+    pub fn post_raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+        let req = Self::agent().post(&format!("{}{path}", self.url)).set("Content-Type", content_type);
+        answer(req.send_string(body))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        answer(Self::agent().get(&format!("{}{path}", self.url)).call())
+    }
+
+    pub fn get_text(&self, path: &str, accept: &str) -> (u16, String, String) {
+        match Self::agent().get(&format!("{}{path}", self.url)).set("Accept", accept).call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                let status = r.status();
+                let ct = r.content_type().to_owned();
+                (status, ct, r.into_string().unwrap())
+            }
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// Every event in the ledger, in seq order.
+    pub fn all_events(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = -1i64;
+        loop {
+            let (status, page) = self.get(&format!("/v1/events?after={after}&limit=10000"));
+            assert_eq!(status, 200, "{page}");
+            let events = page["events"].as_array().unwrap().clone();
+            if events.is_empty() {
+                return out;
+            }
+            after = events.last().unwrap()["seq"].as_i64().unwrap();
+            out.extend(events);
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    /// Send a signal (`libc::SIGTERM`, `libc::SIGKILL`) to the server.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid());
+    }
+
+    /// Wait for the server to exit (after a signal), at most `secs` seconds.
+    pub fn wait(&mut self, secs: u64) -> ExitStatus {
+        for _ in 0..secs * 20 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("shiplog serve did not exit within {secs} s");
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => {
+            let status = r.status();
+            let text = r.into_string().unwrap();
+            let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+            (status, value)
+        }
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
+
+/// A valid event of `kind` with a fresh id.
+pub fn event(kind: &str, data: Value) -> Value {
+    json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "type": kind,
+        "occurredAt": "2026-11-20T10:00:00Z",
+        "actor": "u-1042",
+        "source": "https://ci.example.com/runs/42",
+        "data": data,
+    })
+}
+
+pub fn deployment(service: &str) -> Value {
+    event(
+        "deployment.succeeded",
+        json!({"deploymentId": uuid::Uuid::new_v4().to_string(), "service": service,
+               "environment": "production", "artifact": "sha256:ab12", "version": "1.4.2"}),
+    )
+}
+
+pub fn commit(sha: &str) -> Value {
+    event(
+        "commit.pushed",
+        json!({"repo": "shop/web", "sha": sha, "author": "u-7", "authoredAt": "2026-11-19T08:00:00Z", "branch": "main"}),
+    )
+}
