@@ -41,6 +41,9 @@ enum Bench {
         /// Rounds, each on a fresh store; the median is reported
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Batches in flight at once (appenders sharing the group commit)
+        #[arg(long, default_value_t = 1)]
+        in_flight: usize,
     },
     /// A2: single-event HTTP appends, concurrent clients, durable (target
     /// ≥ 10,000 events/s, p99 ≤ 10 ms)
@@ -62,7 +65,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
         format!("cannot create a directory for the benchmark in {}: {e}; pick one with --dir", args.dir.display())
     })?;
     match args.which {
-        Bench::A1 { events, batch, rounds } => a1(dir.path(), events, batch.max(1), rounds.max(1)),
+        Bench::A1 { events, batch, rounds, in_flight } => {
+            a1(dir.path(), events, batch.max(1), rounds.max(1), in_flight.max(1))
+        }
         Bench::A2 { clients, seconds, warmup } => a2(dir.path(), clients.max(1), seconds.max(1), warmup),
     }
 }
@@ -80,34 +85,50 @@ fn sample_events(n: usize) -> Result<Vec<NewEvent>, String> {
     (0..n).map(|i| NewEvent::parse(sample_event(i), Author::Client).map_err(|e| e.to_string())).collect()
 }
 
+/// Event `i` of a stream of pipeline runs: each run is a commit, a build,
+/// tests, a scan, the artifact's publication and a staging deployment, for
+/// one of 50 services. Ids are random (UUID v4), as many clients make them.
 fn sample_event(i: usize) -> Value {
-    let service = format!("svc-{:02}", i % 50);
-    let sha = format!("{:040x}", i.wrapping_mul(2_654_435_761));
-    let (kind, data) = match i % 4 {
+    let run = i / 6;
+    let service = format!("svc-{:02}", run % 50);
+    let sha = format!("{:040x}", (run as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+    let artifact = format!("sha256:{sha}{}", &sha[..24]);
+    let commits = json!([{"sha": sha, "authoredAt": "2026-11-20T09:00:00Z"}]);
+    let (kind, data) = match i % 6 {
         0 => (
             "commit.pushed",
             json!({"repo": format!("org/{service}"), "sha": sha, "author": "u-1042",
                                      "authoredAt": "2026-11-20T09:00:00Z", "branch": "main"}),
         ),
         1 => (
-            "tests.finished",
-            json!({"artifact": format!("sha256:{sha}"), "suite": "unit", "kind": "unit",
-                                      "passed": 412, "failed": 0, "skipped": 3, "outcome": "success"}),
+            "build.finished",
+            json!({"pipeline": service, "runId": run.to_string(), "sha": sha,
+                                      "outcome": "success", "artifact": artifact}),
         ),
         2 => (
+            "tests.finished",
+            json!({"artifact": artifact, "suite": "unit", "kind": "unit",
+                                      "passed": 412, "failed": 0, "skipped": 3, "outcome": "success"}),
+        ),
+        3 => (
             "scan.finished",
-            json!({"artifact": format!("sha256:{sha}"), "scanner": "trivy", "kind": "image",
+            json!({"artifact": artifact, "scanner": "trivy", "kind": "image",
                                      "critical": 0, "high": 1, "medium": 4, "low": 9}),
+        ),
+        4 => (
+            "artifact.published",
+            json!({"artifact": artifact, "service": service,
+                                          "version": format!("1.{run}.0"), "commits": commits}),
         ),
         _ => (
             "deployment.succeeded",
-            json!({"deploymentId": format!("d-{i}"), "service": service,
-                                            "environment": "staging", "artifact": format!("sha256:{sha}"),
-                                            "version": format!("1.{}.0", i % 100), "strategy": "rolling"}),
+            json!({"deploymentId": format!("d-{run}"), "service": service,
+                                            "environment": "staging", "artifact": artifact,
+                                            "version": format!("1.{run}.0"), "strategy": "rolling"}),
         ),
     };
     json!({"id": uuid::Uuid::new_v4().to_string(), "type": kind, "occurredAt": "2026-11-20T10:00:00Z",
-           "actor": "ci-bot", "source": format!("https://ci.example.com/runs/{i}"), "data": data})
+           "actor": "ci-bot", "source": format!("https://ci.example.com/runs/{run}"), "data": data})
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -128,23 +149,36 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn a1(dir: &std::path::Path, events: usize, batch: usize, rounds: usize) -> Result<ExitCode, String> {
+fn a1(dir: &std::path::Path, events: usize, batch: usize, rounds: usize, in_flight: usize) -> Result<ExitCode, String> {
     let rt = runtime()?;
     let mut rates = Vec::new();
     let mut batch_p99 = Vec::new();
     for round in 0..rounds {
-        let sample = sample_events(events)?;
+        let batches: Vec<Vec<NewEvent>> = sample_events(events)?.chunks(batch).map(<[NewEvent]>::to_vec).collect();
         let path = dir.join(format!("a1-{round}.db"));
-        let store = SqliteStore::open(&path).map_err(|e| e.to_string())?;
+        let store = Arc::new(SqliteStore::open(&path).map_err(|e| e.to_string())?);
         let (elapsed, mut latencies) = rt.block_on(async {
-            let mut latencies = Vec::new();
+            // `in_flight` appenders take batches in turn from one queue.
+            let queue = Arc::new(std::sync::Mutex::new(batches.into_iter()));
             let started = Instant::now();
-            let mut it = sample.into_iter().peekable();
-            while it.peek().is_some() {
-                let chunk: Vec<NewEvent> = it.by_ref().take(batch).collect();
-                let t = Instant::now();
-                store.append(chunk, "bench").await.map_err(|e| e.to_string())?;
-                latencies.push(t.elapsed());
+            let mut tasks = Vec::new();
+            for _ in 0..in_flight {
+                let (queue, store) = (Arc::clone(&queue), Arc::clone(&store));
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    loop {
+                        let next = queue.lock().map_err(|_| "queue poisoned".to_owned())?.next();
+                        let Some(chunk) = next else { break };
+                        let t = Instant::now();
+                        store.append(chunk, "bench").await.map_err(|e| e.to_string())?;
+                        latencies.push(t.elapsed());
+                    }
+                    Ok::<_, String>(latencies)
+                }));
+            }
+            let mut latencies = Vec::new();
+            for t in tasks {
+                latencies.extend(t.await.map_err(|e| e.to_string())??);
             }
             let elapsed = started.elapsed();
             store.close().await;
@@ -160,7 +194,7 @@ fn a1(dir: &std::path::Path, events: usize, batch: usize, rounds: usize) -> Resu
     let rate = median(rates);
     let verdict = if rate >= 100_000.0 { "meets" } else { "misses" };
     println!(
-        "| A1 | durable batch append, embedded SQLite ({events} events in batches of {batch}, median of {rounds} rounds) | {rate:.0} events/s; batch p99 {:.1} ms | ≥ 100,000 events/s ({verdict}) |",
+        "| A1 | durable batch append, embedded SQLite ({events} events in batches of {batch}, {in_flight} in flight, median of {rounds} rounds) | {rate:.0} events/s; batch p99 {:.1} ms | ≥ 100,000 events/s ({verdict}) |",
         median(batch_p99)
     );
     Ok(ExitCode::SUCCESS)

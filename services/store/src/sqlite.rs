@@ -9,6 +9,13 @@
 //!
 //! Reads go through a small pool of read-only connections, which WAL lets
 //! run beside the writer without blocking it.
+//!
+//! Idempotency needs every event id at hand. Client ids are random, and a
+//! B-tree index over random keys dirties a different page for nearly every
+//! event, which the WAL then writes out on every commit; so the writer keeps
+//! the id → seq index in memory instead (about 40 bytes an event), rebuilt
+//! from the table when the store opens. Streams are numbered in the order
+//! they appear, so the (stream, version) index grows at its end.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +26,7 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Savepoint, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use shiplog_core::event::format_time;
 use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -36,13 +43,42 @@ const MAX_GROUP_EVENTS: usize = 50_000;
 const QUEUE_DEPTH: usize = 4_096;
 const READERS: usize = 4;
 
-const COLUMNS: &str =
-    "seq, id, type, stream, stream_version, occurred_at, recorded_at, recorded_by, actor, source, data, links";
+/// An event's columns, with its stream's name; `e` is `events`, `s` `streams`.
+const COLUMNS: &str = "e.seq, e.id, e.type, s.name, e.stream_version, e.occurred_at, e.recorded_at, e.recorded_by, \
+                       e.actor, e.source, e.data, e.links";
+const FROM: &str = "events e JOIN streams s ON s.stream_id = e.stream_id";
 
 struct AppendRequest {
     events: Vec<NewEvent>,
+    /// The events' columns as stored, rendered by the caller so that the
+    /// single writer thread only writes.
+    rows: Vec<Rendered>,
     recorded_by: String,
     reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
+}
+
+/// An event's stored text columns.
+struct Rendered {
+    id: String,
+    occurred_at: String,
+    data: String,
+    links: Option<String>,
+}
+
+impl Rendered {
+    fn render(event: &NewEvent) -> Result<Rendered, AppendError> {
+        let failed = |e: serde_json::Error| AppendError::Storage(e.to_string());
+        Ok(Rendered {
+            id: event.id.hyphenated().to_string(),
+            occurred_at: format_time(&event.occurred_at),
+            data: serde_json::to_string(&event.data).map_err(failed)?,
+            links: if event.links.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&event.links).map_err(failed)?)
+            },
+        })
+    }
 }
 
 /// The SQLite ledger. Cheap to share: clone the `Arc` it lives in.
@@ -68,16 +104,40 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "busy_timeout", 5_000)?;
         conn.pragma_update(None, "cache_size", -65_536)?;
+        // The checkpointer thread copies the WAL into the database, off the
+        // writer's path; see `checkpointer`.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         migrate(&mut conn)?;
 
         let next_seq: u64 = conn.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0))?;
         let mut streams = HashMap::new();
         {
-            let mut stmt = conn.prepare("SELECT stream, MAX(stream_version) FROM events GROUP BY stream")?;
+            let mut stmt = conn.prepare(
+                "SELECT s.name, s.stream_id, MAX(e.stream_version) FROM streams s JOIN events e ON e.stream_id = s.stream_id GROUP BY s.stream_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, StreamTip { stream_id: r.get(1)?, version: r.get(2)? }))
+            })?;
+            for row in rows {
+                let (name, tip) = row?;
+                streams.insert(name, tip);
+            }
+        }
+        let next_stream_id: i64 =
+            conn.query_row("SELECT COALESCE(MAX(stream_id) + 1, 0) FROM streams", [], |r| r.get(0))?;
+        let mut ids = HashMap::with_capacity(usize::try_from(next_seq).unwrap_or(0));
+        {
+            let mut stmt = conn.prepare("SELECT id, seq FROM events")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
             for row in rows {
-                let (stream, version) = row?;
-                streams.insert(stream, version);
+                let (id, seq) = row?;
+                let id = Uuid::parse_str(&id)
+                    .map_err(|e| StoreError::Corrupt { seq, problem: format!("id {id:?}: {e}") })?;
+                if ids.insert(id, seq).is_some() {
+                    return Err(StoreError::Corrupt { seq, problem: format!("id {id} is recorded twice") });
+                }
             }
         }
         let last_recorded_at = conn
@@ -97,10 +157,12 @@ impl SqliteStore {
 
         let (head_tx, head_rx) = watch::channel(next_seq.checked_sub(1));
         let (queue_tx, queue_rx) = mpsc::channel(QUEUE_DEPTH);
-        let writer = Writer { conn, next_seq, streams, last_recorded_at, head: head_tx };
+        let writer = Writer { conn, next_seq, next_stream_id, streams, ids, last_recorded_at, head: head_tx };
+        let checkpoints = Connection::open(path).map_err(|e| open_error(path, e))?;
+        checkpoints.pragma_update(None, "busy_timeout", 5_000)?;
         let handle = std::thread::Builder::new()
             .name("shiplog-writer".into())
-            .spawn(move || writer.run(queue_rx))
+            .spawn(move || writer.run(queue_rx, checkpoints))
             .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
 
         tracing::info!(path = %path.display(), events = next_seq, "sqlite store open");
@@ -177,7 +239,8 @@ impl EventStore for SqliteStore {
         }
         let queue = self.queue().ok_or_else(|| AppendError::Unavailable("the store is shutting down".into()))?;
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { events, recorded_by: recorded_by.to_owned(), reply };
+        let rows = events.iter().map(Rendered::render).collect::<Result<Vec<_>, _>>()?;
+        let request = AppendRequest { events, rows, recorded_by: recorded_by.to_owned(), reply };
         queue.send(request).await.map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?;
         answer.await.map_err(|_| AppendError::Unavailable("the writer stopped before answering".into()))?
     }
@@ -190,19 +253,21 @@ impl EventStore for SqliteStore {
             let type_name = query.event_type.map(EventType::as_str);
             let (sql, args): (String, Vec<&dyn rusqlite::ToSql>) = match (&query.stream, &type_name) {
                 (None, None) => {
-                    (format!("SELECT {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"), vec![&after, &limit])
+                    (format!("SELECT {COLUMNS} FROM {FROM} WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"), vec![&after, &limit])
                 }
                 (Some(stream), None) => (
-                    format!("SELECT {COLUMNS} FROM events WHERE stream = ?3 AND seq > ?1 ORDER BY stream_version LIMIT ?2"),
+                    format!(
+                        "SELECT {COLUMNS} FROM {FROM} WHERE s.name = ?3 AND e.seq > ?1 ORDER BY e.stream_version LIMIT ?2"
+                    ),
                     vec![&after, &limit, stream],
                 ),
                 (None, Some(t)) => (
-                    format!("SELECT {COLUMNS} FROM events WHERE type = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2"),
+                    format!("SELECT {COLUMNS} FROM {FROM} WHERE e.type = ?3 AND e.seq > ?1 ORDER BY e.seq LIMIT ?2"),
                     vec![&after, &limit, t],
                 ),
                 (Some(stream), Some(t)) => (
                     format!(
-                        "SELECT {COLUMNS} FROM events WHERE stream = ?3 AND type = ?4 AND seq > ?1 ORDER BY stream_version LIMIT ?2"
+                        "SELECT {COLUMNS} FROM {FROM} WHERE s.name = ?3 AND e.type = ?4 AND e.seq > ?1 ORDER BY e.stream_version LIMIT ?2"
                     ),
                     vec![&after, &limit, stream, t],
                 ),
@@ -225,7 +290,7 @@ impl EventStore for SqliteStore {
             let limit = limit.clamp(1, MAX_READ_LIMIT);
             let from = i64::try_from(from_version).unwrap_or(i64::MAX);
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND stream_version >= ?2 ORDER BY stream_version LIMIT ?3"
+                "SELECT {COLUMNS} FROM {FROM} WHERE s.name = ?1 AND e.stream_version >= ?2 ORDER BY e.stream_version LIMIT ?3"
             ))?;
             let rows = stmt.query_map(params![stream, from, limit], raw_row)?;
             rows.map(|r| r.map_err(StoreError::from).and_then(RawRow::into_event)).collect()
@@ -236,8 +301,11 @@ impl EventStore for SqliteStore {
     async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
         let stream = stream.to_owned();
         self.with_reader(move |conn| {
-            let v: Option<u64> =
-                conn.query_row("SELECT MAX(stream_version) FROM events WHERE stream = ?1", [stream], |r| r.get(0))?;
+            let v: Option<u64> = conn.query_row(
+                &format!("SELECT MAX(e.stream_version) FROM {FROM} WHERE s.name = ?1"),
+                [stream],
+                |r| r.get(0),
+            )?;
             Ok(v)
         })
         .await
@@ -276,21 +344,38 @@ impl EventStore for SqliteStore {
 struct Writer {
     conn: Connection,
     next_seq: u64,
-    /// Current version of every stream.
-    streams: HashMap<String, u64>,
+    next_stream_id: i64,
+    /// Every stream's number and current version.
+    streams: HashMap<String, StreamTip>,
+    /// Every recorded event's seq, by id.
+    ids: HashMap<Uuid, u64>,
     last_recorded_at: DateTime<Utc>,
     head: watch::Sender<Option<u64>>,
 }
 
-/// What a request added, kept apart until its group commits.
-#[derive(Default)]
+#[derive(Debug, Clone, Copy)]
+struct StreamTip {
+    stream_id: i64,
+    version: u64,
+}
+
+/// What a group has added so far, kept apart until it commits.
 struct Pending {
     next_seq: u64,
-    streams: HashMap<String, u64>,
+    next_stream_id: i64,
+    streams: HashMap<String, StreamTip>,
+    ids: HashMap<Uuid, u64>,
 }
 
 impl Writer {
-    fn run(mut self, mut queue: mpsc::Receiver<AppendRequest>) {
+    fn run(mut self, mut queue: mpsc::Receiver<AppendRequest>, checkpoints: Connection) {
+        let (committed, commits) = std::sync::mpsc::channel::<()>();
+        let checkpointer = std::thread::Builder::new()
+            .name("shiplog-checkpointer".into())
+            .spawn(move || checkpointer(&checkpoints, &commits));
+        if let Err(e) = &checkpointer {
+            tracing::warn!(error = %e, "cannot start the checkpointer; the WAL will grow until restart");
+        }
         while let Some(first) = queue.blocking_recv() {
             let mut count = first.events.len();
             let mut group = vec![first];
@@ -303,171 +388,257 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(group);
+            if self.commit_group(group) {
+                let _ = committed.send(());
+            }
+        }
+        drop(committed);
+        if let Ok(handle) = checkpointer {
+            let _ = handle.join();
         }
         tracing::info!(events = self.next_seq, "sqlite writer stopped");
     }
 
-    fn commit_group(&mut self, group: Vec<AppendRequest>) {
+    /// Commit a group; whether anything was written.
+    fn commit_group(&mut self, group: Vec<AppendRequest>) -> bool {
         // recordedAt never goes backwards along seq, even if the clock does.
         // Microseconds: what every backend's timestamp type can hold, so a
         // ledger moved between stores keeps its records byte for byte.
         let recorded_at = Utc::now().trunc_subsecs(6).max(self.last_recorded_at);
         let recorded_at_text = format_time(&recorded_at);
-        let mut group_pending = Pending { next_seq: self.next_seq, streams: HashMap::new() };
+        let mut pending = Pending {
+            next_seq: self.next_seq,
+            next_stream_id: self.next_stream_id,
+            streams: HashMap::new(),
+            ids: HashMap::new(),
+        };
         let mut answers = Vec::with_capacity(group.len());
 
-        let mut tx = match self.conn.transaction() {
+        let tx = match self.conn.transaction() {
             Ok(tx) => tx,
             Err(e) => {
                 let err = AppendError::Storage(format!("cannot begin a transaction: {e}"));
                 for request in group {
                     let _ = request.reply.send(Err(err.clone()));
                 }
-                return;
+                return false;
             }
         };
-        let mut appended = 0usize;
+        // Each request is checked in full before any of its rows is written,
+        // so a refused request leaves nothing behind and needs no savepoint.
+        // A failed write, though, spoils the whole group's transaction.
+        let mut broken: Option<AppendError> = None;
         for request in group {
-            let mut pending = Pending { next_seq: group_pending.next_seq, streams: HashMap::new() };
-            let result = tx.savepoint().map_err(AppendError::from).and_then(|mut sp| {
-                let receipts = append_request(
-                    &mut sp,
-                    &request,
-                    recorded_at,
-                    &recorded_at_text,
-                    &mut pending,
-                    &group_pending,
-                    &self.streams,
-                )?;
-                sp.commit()?;
-                Ok(receipts)
-            });
-            if result.is_ok() {
-                appended += usize::try_from(pending.next_seq - group_pending.next_seq).unwrap_or(0);
-                group_pending.next_seq = pending.next_seq;
-                group_pending.streams.extend(pending.streams);
-            }
+            let result = match &broken {
+                Some(err) => Err(err.clone()),
+                None => plan(&tx, &request, recorded_at, &mut pending, &self.streams, &self.ids).and_then(|plan| {
+                    write(&tx, &request, &plan, &recorded_at_text).inspect_err(|err| broken = Some(err.clone()))?;
+                    Ok(plan.into_iter().map(|p| p.receipt).collect())
+                }),
+            };
             answers.push((request.reply, result));
+        }
+        if let Some(err) = broken {
+            drop(tx); // rolls back
+            tracing::error!(error = %err, "a write failed; nothing of its group was recorded");
+            for (reply, _) in answers {
+                let _ = reply.send(Err(err.clone()));
+            }
+            return false;
         }
 
         match tx.commit() {
             Ok(()) => {
-                self.next_seq = group_pending.next_seq;
-                self.streams.extend(group_pending.streams);
+                let appended = pending.next_seq > self.next_seq;
+                self.next_seq = pending.next_seq;
+                self.next_stream_id = pending.next_stream_id;
+                self.streams.extend(pending.streams);
+                self.ids.extend(pending.ids);
                 self.last_recorded_at = recorded_at;
-                if appended > 0 {
+                if appended {
                     self.head.send_replace(self.next_seq.checked_sub(1));
                 }
                 for (reply, result) in answers {
                     let _ = reply.send(result);
                 }
+                appended
             }
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; nothing of it was recorded");
                 let err = AppendError::Storage(format!("commit failed: {e}"));
-                for (reply, result) in answers {
-                    let _ = reply.send(result.and(Err(err.clone())));
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(err.clone()));
                 }
+                false
             }
         }
     }
 }
 
-/// Append one request's events inside its savepoint.
-fn append_request(
-    sp: &mut Savepoint<'_>,
+/// Copy the WAL into the database after commits, at most every 200 ms, with
+/// a PASSIVE checkpoint that never blocks the writer; truncate the WAL when
+/// the store closes.
+fn checkpointer(conn: &Connection, commits: &std::sync::mpsc::Receiver<()>) {
+    let checkpoint = |mode: &str| {
+        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::warn!(error = %e, mode, "wal checkpoint failed");
+        }
+    };
+    while commits.recv().is_ok() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        while commits.try_recv().is_ok() {}
+        checkpoint("PASSIVE");
+    }
+    checkpoint("TRUNCATE");
+}
+
+/// One event of a request once checked: its receipt, and, for a new event,
+/// its stream's number (and whether that stream is new).
+struct Planned {
+    receipt: Receipt,
+    new: Option<(i64, bool)>,
+}
+
+/// Check a request against the ledger (and the requests before it in the
+/// group) and give each new event its seq and stream version. Nothing is
+/// written; on success `pending` takes the request's changes.
+fn plan(
+    tx: &rusqlite::Transaction<'_>,
     request: &AppendRequest,
     recorded_at: DateTime<Utc>,
-    recorded_at_text: &str,
     pending: &mut Pending,
-    group: &Pending,
-    committed: &HashMap<String, u64>,
-) -> Result<Vec<Receipt>, AppendError> {
-    let mut receipts = Vec::with_capacity(request.events.len());
-    let mut find =
-        sp.prepare_cached("SELECT seq, stream, stream_version, recorded_at, digest FROM events WHERE id = ?1")?;
-    let mut insert = sp.prepare_cached(
-        "INSERT INTO events (seq, id, type, stream, stream_version, occurred_at, recorded_at, recorded_by, actor, source, data, links, digest)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?;
+    streams: &HashMap<String, StreamTip>,
+    ids: &HashMap<Uuid, u64>,
+) -> Result<Vec<Planned>, AppendError> {
+    let mut planned: Vec<Planned> = Vec::with_capacity(request.events.len());
+    // New events of this request by id, to catch an id sent twice in one batch.
+    let mut fresh: HashMap<Uuid, usize> = HashMap::new();
+    let mut tips: HashMap<&str, StreamTip> = HashMap::new();
+    let mut next_seq = pending.next_seq;
+    let mut next_stream_id = pending.next_stream_id;
     for (index, event) in request.events.iter().enumerate() {
-        let id = event.id.hyphenated().to_string();
-        let existing = find
-            .query_row([&id], |r| {
-                Ok((
-                    r.get::<_, u64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, u64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                ))
-            })
-            .optional()?;
-        if let Some((seq, stream, stream_version, at, digest)) = existing {
+        if let Some(&first) = fresh.get(&event.id) {
+            let same = request.events.get(first).is_some_and(|e| e.digest == event.digest);
+            match (same, planned.get(first)) {
+                (true, Some(p)) => {
+                    let receipt = Receipt { duplicate: true, ..p.receipt.clone() };
+                    planned.push(Planned { receipt, new: None });
+                    continue;
+                }
+                _ => return Err(AppendError::IdConflict { index, id: event.id }),
+            }
+        }
+        if let Some(&seq) = pending.ids.get(&event.id).or_else(|| ids.get(&event.id)) {
+            let (receipt, digest) = recorded_receipt(tx, seq)?;
             if digest.as_slice() != event.digest.as_slice() {
                 return Err(AppendError::IdConflict { index, id: event.id });
             }
-            let recorded_at = DateTime::parse_from_rfc3339(&at)
-                .map_err(|e| AppendError::Storage(format!("stored recordedAt of seq {seq} is unreadable: {e}")))?
-                .with_timezone(&Utc);
-            receipts.push(Receipt { id: event.id, seq, stream, stream_version, recorded_at, duplicate: true });
+            planned.push(Planned { receipt, new: None });
             continue;
         }
 
         let stream = event.stream.as_str();
-        let current = pending
-            .streams
-            .get(stream)
-            .or_else(|| group.streams.get(stream))
-            .or_else(|| committed.get(stream))
-            .copied();
+        let tip = tips.get(stream).or_else(|| pending.streams.get(stream)).or_else(|| streams.get(stream)).copied();
         if let Some(expected) = event.expected_version {
-            if !expected.matches(current) {
+            if !expected.matches(tip.map(|t| t.version)) {
                 return Err(AppendError::VersionConflict {
                     index,
                     id: event.id,
                     stream: stream.to_owned(),
                     expected: expected.as_i64(),
-                    current,
+                    current: tip.map(|t| t.version),
                 });
             }
         }
-        let version = current.map_or(0, |v| v + 1);
-        let seq = pending.next_seq;
-        let data = serde_json::to_string(&event.data).map_err(|e| AppendError::Storage(e.to_string()))?;
-        let links = if event.links.is_empty() {
-            None
-        } else {
-            Some(serde_json::to_string(&event.links).map_err(|e| AppendError::Storage(e.to_string()))?)
+        let (stream_id, version, new_stream) = match tip {
+            Some(t) => (t.stream_id, t.version + 1, false),
+            None => {
+                next_stream_id += 1;
+                (next_stream_id - 1, 0, true)
+            }
         };
-        insert.execute(params![
-            seq,
-            id,
-            event.event_type.as_str(),
-            stream,
-            version,
-            format_time(&event.occurred_at),
-            recorded_at_text,
-            request.recorded_by,
-            event.actor.as_str(),
-            event.source,
-            data,
-            links,
-            event.digest.as_slice(),
-        ])?;
-        pending.streams.insert(stream.to_owned(), version);
-        pending.next_seq += 1;
-        receipts.push(Receipt {
+        tips.insert(stream, StreamTip { stream_id, version });
+        fresh.insert(event.id, index);
+        let receipt = Receipt {
             id: event.id,
-            seq,
+            seq: next_seq,
             stream: stream.to_owned(),
             stream_version: version,
             recorded_at,
             duplicate: false,
-        });
+        };
+        planned.push(Planned { receipt, new: Some((stream_id, new_stream)) });
+        next_seq += 1;
     }
-    Ok(receipts)
+    for (event, p) in request.events.iter().zip(&planned) {
+        if p.new.is_some() {
+            pending.ids.insert(event.id, p.receipt.seq);
+        }
+    }
+    pending.next_seq = next_seq;
+    pending.next_stream_id = next_stream_id;
+    for (stream, tip) in tips {
+        pending.streams.insert(stream.to_owned(), tip);
+    }
+    Ok(planned)
+}
+
+/// The original receipt of the event at `seq`, and its content digest.
+fn recorded_receipt(tx: &rusqlite::Transaction<'_>, seq: u64) -> Result<(Receipt, Vec<u8>), AppendError> {
+    let mut find = tx.prepare_cached(&format!(
+        "SELECT e.id, s.name, e.stream_version, e.recorded_at, e.digest FROM {FROM} WHERE e.seq = ?1"
+    ))?;
+    let (id, stream, stream_version, at, digest) = find.query_row([seq], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u64>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, Vec<u8>>(4)?,
+        ))
+    })?;
+    let unreadable =
+        |what: String| AppendError::Storage(format!("the stored event at seq {seq} is unreadable: {what}"));
+    let id = Uuid::parse_str(&id).map_err(|e| unreadable(format!("id: {e}")))?;
+    let recorded_at =
+        DateTime::parse_from_rfc3339(&at).map_err(|e| unreadable(format!("recordedAt: {e}")))?.with_timezone(&Utc);
+    Ok((Receipt { id, seq, stream, stream_version, recorded_at, duplicate: true }, digest))
+}
+
+/// Write a planned request's new streams and events.
+fn write(
+    tx: &rusqlite::Transaction<'_>,
+    request: &AppendRequest,
+    plan: &[Planned],
+    recorded_at_text: &str,
+) -> Result<(), AppendError> {
+    let mut insert_stream = tx.prepare_cached("INSERT INTO streams (stream_id, name) VALUES (?1, ?2)")?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (seq, id, type, stream_id, stream_version, occurred_at, recorded_at, recorded_by, actor, source, data, links, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    for ((event, row), planned) in request.events.iter().zip(&request.rows).zip(plan) {
+        let Some((stream_id, new_stream)) = planned.new else { continue };
+        if new_stream {
+            insert_stream.execute(params![stream_id, planned.receipt.stream])?;
+        }
+        insert.execute(params![
+            planned.receipt.seq,
+            row.id,
+            event.event_type.as_str(),
+            stream_id,
+            planned.receipt.stream_version,
+            row.occurred_at,
+            recorded_at_text,
+            request.recorded_by,
+            event.actor.as_str(),
+            event.source,
+            row.data,
+            row.links,
+            event.digest.as_slice(),
+        ])?;
+    }
+    Ok(())
 }
 
 /// A row as stored, before its columns are checked.
@@ -552,12 +723,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
         let store = SqliteStore::open(&path).unwrap();
-        let receipts = store.append(crate::contract::deployments(3, "checkout"), "test").await.unwrap();
+        let first = crate::contract::deployments(3, "checkout");
+        let receipts = store.append(first.clone(), "test").await.unwrap();
         assert_eq!(receipts.last().unwrap().stream_version, 2);
         store.close().await;
 
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(*store.head().borrow(), Some(2));
+        // The id index is rebuilt: a late retry is still a duplicate.
+        let retry = store.append(vec![first[1].clone()], "test").await.unwrap();
+        assert_eq!((retry[0].seq, retry[0].duplicate, retry[0].recorded_at), (1, true, receipts[1].recorded_at));
         let more = store.append(crate::contract::deployments(1, "checkout"), "test").await.unwrap();
         assert_eq!((more[0].seq, more[0].stream_version), (3, 3));
         store.close().await;
