@@ -6,8 +6,11 @@
 //! argument, so every rule here is a pure function that cannot fail for
 //! reasons outside its inputs.
 
+pub mod audit;
 pub mod canonical;
+pub mod checkpoint;
 pub mod event;
+pub mod merkle;
 pub mod name;
 pub mod record;
 pub mod schema;

@@ -6,6 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::event::{EventType, Link, format_time};
+use crate::merkle::{Hash, to_hex};
 
 /// An event in the ledger: what the client said, plus where and when the
 /// ledger put it (`seq`, `streamVersion`, `recordedAt`) and who recorded it.
@@ -32,23 +33,14 @@ pub struct RecordedEvent {
     pub data: Value,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
-}
-
-impl RecordedEvent {
-    pub fn receipt(&self, duplicate: bool) -> Receipt {
-        Receipt {
-            id: self.id,
-            seq: self.seq,
-            stream: self.stream.clone(),
-            stream_version: self.stream_version,
-            recorded_at: self.recorded_at,
-            duplicate,
-        }
-    }
+    /// The event's leaf in the ledger's Merkle tree, as the store holds it.
+    /// Not part of the record that is hashed (see `merkle::leaf_hash`).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_hex")]
+    pub leaf_hash: Option<Hash>,
 }
 
 /// What the ledger answers for each appended event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
     pub id: Uuid,
@@ -57,6 +49,9 @@ pub struct Receipt {
     pub stream_version: u64,
     #[serde(serialize_with = "time")]
     pub recorded_at: DateTime<Utc>,
+    /// The event's leaf in the ledger's Merkle tree (hex).
+    #[serde(serialize_with = "hex")]
+    pub leaf_hash: Hash,
     /// True when the event was already recorded by an earlier request with
     /// the same `id` and content: this receipt is the original one.
     pub duplicate: bool,
@@ -64,4 +59,15 @@ pub struct Receipt {
 
 fn time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_time(t))
+}
+
+fn hex<S: Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&to_hex(h))
+}
+
+fn opt_hex<S: Serializer>(h: &Option<Hash>, s: S) -> Result<S::Ok, S::Error> {
+    match h {
+        Some(h) => hex(h, s),
+        None => s.serialize_none(),
+    }
 }

@@ -67,6 +67,8 @@ where
     reads_filter_by_stream_type_and_position(&s).await;
     let (s, _g) = open().await;
     tail_sees_new_events(Arc::new(s)).await;
+    let (s, _g) = open().await;
+    the_log_is_a_merkle_tree(&s).await;
 }
 
 async fn appended_events_read_back_as_sent<S: EventStore>(store: &S) {
@@ -247,4 +249,45 @@ async fn tail_sees_new_events<S: EventStore>(store: Arc<S>) {
     }
     let seen = tokio::time::timeout(std::time::Duration::from_secs(10), follower).await.unwrap().unwrap();
     assert_eq!(seen, [1, 2, 3, 4]);
+}
+
+async fn the_log_is_a_merkle_tree<S: EventStore>(store: &S) {
+    use shiplog_core::merkle::{MemoryTree, check_record, check_tree, leaf_hash};
+
+    let mut receipts = Vec::new();
+    for n in [1, 2, 5, 9, 1] {
+        receipts.extend(store.append(deployments(n, "checkout"), "ci").await.unwrap());
+    }
+    // A duplicate's receipt carries the original leaf hash.
+    let events = store.read(ReadQuery { limit: 100, ..ReadQuery::default() }).await.unwrap();
+    let mut tree = MemoryTree::new();
+    for (event, receipt) in events.iter().zip(&receipts) {
+        let leaf = leaf_hash(event).unwrap();
+        assert_eq!(event.leaf_hash, Some(leaf), "seq {}: the stored leaf is the record's hash", event.seq);
+        assert_eq!(receipt.leaf_hash, leaf, "seq {}: the receipt carries the leaf", event.seq);
+        tree.push(leaf).unwrap();
+    }
+    let size = tree.size();
+    assert_eq!(size, 18);
+    for n in [1, 7, 18] {
+        assert_eq!(crate::tree::root(store, n).await.unwrap(), tree.root(n).unwrap(), "root of {n}");
+    }
+    let root = tree.root(size).unwrap();
+    let proof = crate::tree::inclusion_proof(store, 5, size).await.unwrap();
+    check_record(&proof, size, root, 5, events[5].leaf_hash.unwrap()).unwrap();
+    let proof = crate::tree::consistency_proof(store, 7, size).await.unwrap();
+    check_tree(&proof, size, root, 7, tree.root(7).unwrap()).unwrap();
+
+    assert_eq!(store.latest_checkpoint().await.unwrap(), None);
+    let cp = crate::StoredCheckpoint { size, root, note: "note".into() };
+    store
+        .save_checkpoint(crate::StoredCheckpoint { size: 7, root: tree.root(7).unwrap(), note: "n7".into() })
+        .await
+        .unwrap();
+    store.save_checkpoint(cp.clone()).await.unwrap();
+    assert_eq!(store.latest_checkpoint().await.unwrap(), Some(cp));
+
+    let report = crate::tree::audit(store, |_| {}).await.unwrap();
+    assert_eq!(report.events, 18);
+    assert_eq!(report.verdict.unwrap().root, root);
 }

@@ -9,11 +9,13 @@
 
 mod error;
 pub mod sqlite;
+pub mod tree;
 
 #[cfg(test)]
 mod contract;
 
 use async_trait::async_trait;
+use shiplog_core::merkle::Hash;
 use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
 use tokio::sync::watch;
 
@@ -66,11 +68,30 @@ pub trait EventStore: Send + Sync + 'static {
     /// empty), changing as new events commit: the way to tail the log.
     fn head(&self) -> watch::Receiver<Option<u64>>;
 
+    /// Stored hashes of the Merkle tree, by stored-hash index (see
+    /// `shiplog_core::merkle`). Fails if any is not stored.
+    async fn tree_hashes(&self, indexes: Vec<u64>) -> Result<Vec<Hash>, StoreError>;
+
+    /// The largest checkpoint the server has signed.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Keep a checkpoint the server signed.
+    async fn save_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError>;
+
     /// Whether the store can take appends and serve reads now.
     async fn check(&self) -> Result<(), StoreError>;
 
     /// Finish every append already accepted, then stop taking new ones.
     async fn close(&self);
+}
+
+/// A signed checkpoint as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub root: Hash,
+    /// The signed note.
+    pub note: String,
 }
 
 /// Read events after `after` as they commit, calling `each` for every event

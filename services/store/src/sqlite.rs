@@ -28,14 +28,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use shiplog_core::event::format_time;
+use shiplog_core::merkle::{
+    Hash, HashReader, LeafTemplate, TreeError, stored_hash_index, stored_hashes_for_record_hash,
+};
 use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::{AppendError, EventStore, MAX_READ_LIMIT, ReadQuery, StoreError};
+use crate::{AppendError, EventStore, MAX_READ_LIMIT, ReadQuery, StoreError, StoredCheckpoint};
 
 /// The migrations, in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_events.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_events.sql"),
+    include_str!("../../../migrations/sqlite/0002_merkle.sql"),
+];
 
 /// Most events one group commit takes; more wait for the next one.
 const MAX_GROUP_EVENTS: usize = 50_000;
@@ -45,8 +51,14 @@ const READERS: usize = 4;
 
 /// An event's columns, with its stream's name; `e` is `events`, `s` `streams`.
 const COLUMNS: &str = "e.seq, e.id, e.type, s.name, e.stream_version, e.occurred_at, e.recorded_at, e.recorded_by, \
-                       e.actor, e.source, e.data, e.links";
+                       e.actor, e.source, e.data, e.links, e.leaf_hash";
 const FROM: &str = "events e JOIN streams s ON s.stream_id = e.stream_id";
+
+/// What the writer is asked to do.
+enum Request {
+    Append(AppendRequest),
+    SaveCheckpoint { checkpoint: StoredCheckpoint, reply: oneshot::Sender<Result<(), StoreError>> },
+}
 
 struct AppendRequest {
     events: Vec<NewEvent>,
@@ -59,6 +71,7 @@ struct AppendRequest {
 
 /// An event's stored text columns.
 struct Rendered {
+    leaf: LeafTemplate,
     id: String,
     occurred_at: String,
     data: String,
@@ -66,9 +79,10 @@ struct Rendered {
 }
 
 impl Rendered {
-    fn render(event: &NewEvent) -> Result<Rendered, AppendError> {
+    fn render(event: &NewEvent, recorded_by: &str) -> Result<Rendered, AppendError> {
         let failed = |e: serde_json::Error| AppendError::Storage(e.to_string());
         Ok(Rendered {
+            leaf: LeafTemplate::new(event, recorded_by).map_err(|e| AppendError::Storage(e.to_string()))?,
             id: event.id.hyphenated().to_string(),
             occurred_at: format_time(&event.occurred_at),
             data: serde_json::to_string(&event.data).map_err(failed)?,
@@ -88,7 +102,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    queue: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    queue: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -110,6 +124,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         migrate(&mut conn)?;
+        backfill_leaves(&mut conn)?;
 
         let next_seq: u64 = conn.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0))?;
         let mut streams = HashMap::new();
@@ -204,7 +219,7 @@ impl SqliteStore {
         .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
     }
 
-    fn queue(&self) -> Option<mpsc::Sender<AppendRequest>> {
+    fn queue(&self) -> Option<mpsc::Sender<Request>> {
         self.inner.queue.lock().ok().and_then(|q| q.clone())
     }
 }
@@ -231,6 +246,33 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Ledgers written before the Merkle tree existed have events without leaf
+/// hashes: hash them, in seq order, once. This fills a column that was
+/// empty; it changes nothing that was recorded.
+fn backfill_leaves(conn: &mut Connection) -> Result<(), StoreError> {
+    let missing: u64 = conn.query_row("SELECT COUNT(*) FROM events WHERE leaf_hash IS NULL", [], |r| r.get(0))?;
+    if missing == 0 {
+        return Ok(());
+    }
+    tracing::info!(events = missing, "hashing events recorded before the Merkle tree");
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.leaf_hash IS NULL ORDER BY e.seq"))?;
+        let rows = stmt.query_map([], raw_row)?;
+        let mut update = tx.prepare("UPDATE events SET leaf_hash = ?2 WHERE seq = ?1 AND leaf_hash IS NULL")?;
+        for row in rows {
+            let event = row.map_err(StoreError::from).and_then(RawRow::into_event)?;
+            let seq = event.seq;
+            let leaf = shiplog_core::merkle::leaf_hash(&event)
+                .map_err(|e| StoreError::Corrupt { seq, problem: e.to_string() })?;
+            append_leaf(&tx, seq, leaf).map_err(|e| StoreError::Corrupt { seq, problem: e.to_string() })?;
+            update.execute(params![seq, leaf.0.as_slice()])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn append(&self, events: Vec<NewEvent>, recorded_by: &str) -> Result<Vec<Receipt>, AppendError> {
@@ -239,9 +281,12 @@ impl EventStore for SqliteStore {
         }
         let queue = self.queue().ok_or_else(|| AppendError::Unavailable("the store is shutting down".into()))?;
         let (reply, answer) = oneshot::channel();
-        let rows = events.iter().map(Rendered::render).collect::<Result<Vec<_>, _>>()?;
+        let rows = events.iter().map(|e| Rendered::render(e, recorded_by)).collect::<Result<Vec<_>, _>>()?;
         let request = AppendRequest { events, rows, recorded_by: recorded_by.to_owned(), reply };
-        queue.send(request).await.map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?;
+        queue
+            .send(Request::Append(request))
+            .await
+            .map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?;
         answer.await.map_err(|_| AppendError::Unavailable("the writer stopped before answering".into()))?
     }
 
@@ -315,6 +360,43 @@ impl EventStore for SqliteStore {
         self.inner.head.clone()
     }
 
+    async fn tree_hashes(&self, indexes: Vec<u64>) -> Result<Vec<Hash>, StoreError> {
+        self.with_reader(move |conn| {
+            StoredHashes(conn)
+                .read_hashes(&indexes)
+                .map_err(|e| StoreError::Storage(format!("the stored Merkle tree cannot be read: {e}")))
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.with_reader(|conn| {
+            let row = conn
+                .query_row("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
+                    Ok((r.get::<_, u64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
+                })
+                .optional()?;
+            row.map(|(size, root, note)| {
+                let root = <[u8; 32]>::try_from(root)
+                    .map(Hash)
+                    .map_err(|_| StoreError::Storage(format!("the checkpoint at size {size} has a malformed root")))?;
+                Ok(StoredCheckpoint { size, root, note })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn save_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
+        let queue = self.queue().ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?;
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Request::SaveCheckpoint { checkpoint, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         match self.queue() {
             Some(q) if !q.is_closed() => {}
@@ -368,7 +450,7 @@ struct Pending {
 }
 
 impl Writer {
-    fn run(mut self, mut queue: mpsc::Receiver<AppendRequest>, checkpoints: Connection) {
+    fn run(mut self, mut queue: mpsc::Receiver<Request>, checkpoints: Connection) {
         let (committed, commits) = std::sync::mpsc::channel::<()>();
         let checkpointer = std::thread::Builder::new()
             .name("shiplog-checkpointer".into())
@@ -376,14 +458,28 @@ impl Writer {
         if let Err(e) = &checkpointer {
             tracing::warn!(error = %e, "cannot start the checkpointer; the WAL will grow until restart");
         }
-        while let Some(first) = queue.blocking_recv() {
+        let mut next = queue.blocking_recv();
+        while let Some(request) = next.take() {
+            let first = match request {
+                Request::Append(first) => first,
+                Request::SaveCheckpoint { checkpoint, reply } => {
+                    let _ = reply.send(self.save_checkpoint(&checkpoint));
+                    next = queue.blocking_recv();
+                    continue;
+                }
+            };
             let mut count = first.events.len();
             let mut group = vec![first];
             while count < MAX_GROUP_EVENTS {
                 match queue.try_recv() {
-                    Ok(request) => {
+                    Ok(Request::Append(request)) => {
                         count += request.events.len();
                         group.push(request);
+                    }
+                    Ok(other) => {
+                        // Saved after this group, in the order it came.
+                        next = Some(other);
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -391,12 +487,25 @@ impl Writer {
             if self.commit_group(group) {
                 let _ = committed.send(());
             }
+            if next.is_none() {
+                next = queue.blocking_recv();
+            }
         }
         drop(committed);
         if let Ok(handle) = checkpointer {
             let _ = handle.join();
         }
         tracing::info!(events = self.next_seq, "sqlite writer stopped");
+    }
+
+    fn save_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO checkpoints (size, root, note, signed_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (size) DO NOTHING",
+                params![cp.size, cp.root.0.as_slice(), cp.note, format_time(&Utc::now())],
+            )
+            .map(|_| ())
+            .map_err(StoreError::from)
     }
 
     /// Commit a group; whether anything was written.
@@ -431,10 +540,13 @@ impl Writer {
         for request in group {
             let result = match &broken {
                 Some(err) => Err(err.clone()),
-                None => plan(&tx, &request, recorded_at, &mut pending, &self.streams, &self.ids).and_then(|plan| {
-                    write(&tx, &request, &plan, &recorded_at_text).inspect_err(|err| broken = Some(err.clone()))?;
-                    Ok(plan.into_iter().map(|p| p.receipt).collect())
-                }),
+                None => {
+                    plan(&tx, &request, recorded_at, &mut pending, &self.streams, &self.ids).and_then(|mut plan| {
+                        write(&tx, &request, &mut plan, &recorded_at_text)
+                            .inspect_err(|err| broken = Some(err.clone()))?;
+                        Ok(plan.into_iter().map(|p| p.receipt).collect())
+                    })
+                }
             };
             answers.push((request.reply, result));
         }
@@ -497,6 +609,8 @@ fn checkpointer(conn: &Connection, commits: &std::sync::mpsc::Receiver<()>) {
 struct Planned {
     receipt: Receipt,
     new: Option<(i64, bool)>,
+    /// For a repeat of a new event of the same request: that event's index.
+    same_as: Option<usize>,
 }
 
 /// Check a request against the ledger (and the requests before it in the
@@ -522,7 +636,7 @@ fn plan(
             match (same, planned.get(first)) {
                 (true, Some(p)) => {
                     let receipt = Receipt { duplicate: true, ..p.receipt.clone() };
-                    planned.push(Planned { receipt, new: None });
+                    planned.push(Planned { receipt, new: None, same_as: Some(first) });
                     continue;
                 }
                 _ => return Err(AppendError::IdConflict { index, id: event.id }),
@@ -533,7 +647,7 @@ fn plan(
             if digest.as_slice() != event.digest.as_slice() {
                 return Err(AppendError::IdConflict { index, id: event.id });
             }
-            planned.push(Planned { receipt, new: None });
+            planned.push(Planned { receipt, new: None, same_as: None });
             continue;
         }
 
@@ -565,9 +679,10 @@ fn plan(
             stream: stream.to_owned(),
             stream_version: version,
             recorded_at,
+            leaf_hash: Hash([0; 32]),
             duplicate: false,
         };
-        planned.push(Planned { receipt, new: Some((stream_id, new_stream)) });
+        planned.push(Planned { receipt, new: Some((stream_id, new_stream)), same_as: None });
         next_seq += 1;
     }
     for (event, p) in request.events.iter().zip(&planned) {
@@ -586,15 +701,16 @@ fn plan(
 /// The original receipt of the event at `seq`, and its content digest.
 fn recorded_receipt(tx: &rusqlite::Transaction<'_>, seq: u64) -> Result<(Receipt, Vec<u8>), AppendError> {
     let mut find = tx.prepare_cached(&format!(
-        "SELECT e.id, s.name, e.stream_version, e.recorded_at, e.digest FROM {FROM} WHERE e.seq = ?1"
+        "SELECT e.id, s.name, e.stream_version, e.recorded_at, e.digest, e.leaf_hash FROM {FROM} WHERE e.seq = ?1"
     ))?;
-    let (id, stream, stream_version, at, digest) = find.query_row([seq], |r| {
+    let (id, stream, stream_version, at, digest, leaf) = find.query_row([seq], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, u64>(2)?,
             r.get::<_, String>(3)?,
             r.get::<_, Vec<u8>>(4)?,
+            r.get::<_, Option<Vec<u8>>>(5)?,
         ))
     })?;
     let unreadable =
@@ -602,23 +718,41 @@ fn recorded_receipt(tx: &rusqlite::Transaction<'_>, seq: u64) -> Result<(Receipt
     let id = Uuid::parse_str(&id).map_err(|e| unreadable(format!("id: {e}")))?;
     let recorded_at =
         DateTime::parse_from_rfc3339(&at).map_err(|e| unreadable(format!("recordedAt: {e}")))?.with_timezone(&Utc);
-    Ok((Receipt { id, seq, stream, stream_version, recorded_at, duplicate: true }, digest))
+    let leaf_hash =
+        leaf.and_then(|l| <[u8; 32]>::try_from(l).ok()).map(Hash).ok_or_else(|| unreadable("no leaf hash".into()))?;
+    Ok((Receipt { id, seq, stream, stream_version, recorded_at, leaf_hash, duplicate: true }, digest))
 }
 
-/// Write a planned request's new streams and events.
+/// Write a planned request's new streams and events, and their leaves into
+/// the Merkle tree; fills in the receipts' leaf hashes.
 fn write(
     tx: &rusqlite::Transaction<'_>,
     request: &AppendRequest,
-    plan: &[Planned],
+    plan: &mut [Planned],
     recorded_at_text: &str,
 ) -> Result<(), AppendError> {
     let mut insert_stream = tx.prepare_cached("INSERT INTO streams (stream_id, name) VALUES (?1, ?2)")?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO events (seq, id, type, stream_id, stream_version, occurred_at, recorded_at, recorded_by, actor, source, data, links, digest)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        "INSERT INTO events (seq, id, type, stream_id, stream_version, occurred_at, recorded_at, recorded_by, actor, source, data, links, digest, leaf_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
-    for ((event, row), planned) in request.events.iter().zip(&request.rows).zip(plan) {
+    for i in 0..plan.len() {
+        let (Some(event), Some(row), Some(planned)) = (request.events.get(i), request.rows.get(i), plan.get(i)) else {
+            break;
+        };
+        if let Some(first) = planned.same_as {
+            let leaf = plan.get(first).map(|p| p.receipt.leaf_hash);
+            if let (Some(leaf), Some(p)) = (leaf, plan.get_mut(i)) {
+                p.receipt.leaf_hash = leaf;
+            }
+            continue;
+        }
         let Some((stream_id, new_stream)) = planned.new else { continue };
+        let leaf = row
+            .leaf
+            .leaf(planned.receipt.seq, planned.receipt.stream_version, recorded_at_text)
+            .map_err(|e| AppendError::Storage(e.to_string()))?;
+        append_leaf(tx, planned.receipt.seq, leaf)?;
         if new_stream {
             insert_stream.execute(params![stream_id, planned.receipt.stream])?;
         }
@@ -636,9 +770,44 @@ fn write(
             row.data,
             row.links,
             event.digest.as_slice(),
+            leaf.0.as_slice(),
         ])?;
+        if let Some(p) = plan.get_mut(i) {
+            p.receipt.leaf_hash = leaf;
+        }
     }
     Ok(())
+}
+
+/// Add leaf `seq` to the stored tree: its hash and the subtrees it completes.
+fn append_leaf(conn: &Connection, seq: u64, leaf: Hash) -> Result<(), AppendError> {
+    let hashes = stored_hashes_for_record_hash(seq, leaf, &StoredHashes(conn))
+        .map_err(|e| AppendError::Storage(format!("the stored Merkle tree is incomplete at seq {seq}: {e}")))?;
+    let mut insert = conn.prepare_cached("INSERT INTO tree_hashes (idx, hash) VALUES (?1, ?2)")?;
+    let first = stored_hash_index(0, seq);
+    for (i, h) in hashes.iter().enumerate() {
+        insert.execute(params![first + i as u64, h.0.as_slice()])?;
+    }
+    Ok(())
+}
+
+/// The stored tree, read through a connection.
+struct StoredHashes<'c>(&'c Connection);
+
+impl HashReader for StoredHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TreeError> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT hash FROM tree_hashes WHERE idx = ?1")
+            .map_err(|_| TreeError::IndexesNotInTree)?;
+        indexes
+            .iter()
+            .map(|i| {
+                let bytes: Vec<u8> = stmt.query_row([i], |r| r.get(0)).map_err(|_| TreeError::IndexesNotInTree)?;
+                <[u8; 32]>::try_from(bytes).map(Hash).map_err(|_| TreeError::MalformedHash)
+            })
+            .collect()
+    }
 }
 
 /// A row as stored, before its columns are checked.
@@ -655,6 +824,7 @@ struct RawRow {
     source: Option<String>,
     data: String,
     links: Option<String>,
+    leaf_hash: Option<Vec<u8>>,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -671,6 +841,7 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         source: r.get(9)?,
         data: r.get(10)?,
         links: r.get(11)?,
+        leaf_hash: r.get(12)?,
     })
 }
 
@@ -699,6 +870,12 @@ impl RawRow {
             links: match self.links {
                 None => Vec::new(),
                 Some(l) => serde_json::from_str(&l).map_err(|e| corrupt(format!("links: {e}")))?,
+            },
+            leaf_hash: match self.leaf_hash {
+                None => None,
+                Some(l) => {
+                    Some(Hash(<[u8; 32]>::try_from(l).map_err(|_| corrupt("leaf hash is not 32 bytes".into()))?))
+                }
             },
         })
     }

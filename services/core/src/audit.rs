@@ -1,0 +1,397 @@
+//! Checking a ledger's history from its records alone: every record hashes
+//! to its leaf, the leaves come in `seq` order without gaps or repeats, and
+//! the tree they make has the root a signed checkpoint committed to.
+//!
+//! `shiplog verify` runs this over an export, the server over its own store
+//! at start-up. Records are fed one at a time, in the order they were read;
+//! [`Audit::finish`] names the first bad `seq` and what is wrong with it.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::merkle::{Hash, MemoryTree, leaf_hash_of_value, to_base64};
+
+/// What is wrong at a `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The record's content does not hash to its leaf.
+    Modified,
+    /// No record has this `seq`.
+    Missing,
+    /// The record is not where its `seq` says, or two records traded places.
+    Reordered,
+    /// A record that should not be there: a repeat, or beyond the checkpoint.
+    Extra,
+    /// The record cannot be read at all.
+    Malformed,
+    /// Every record checks, but together they do not make the checkpoint's
+    /// tree: the history was rewritten consistently, or the checkpoint is of
+    /// another log.
+    RootMismatch,
+}
+
+impl Fault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Modified => "modified",
+            Fault::Missing => "missing",
+            Fault::Reordered => "reordered",
+            Fault::Extra => "extra",
+            Fault::Malformed => "malformed",
+            Fault::RootMismatch => "root mismatch",
+        }
+    }
+}
+
+/// The first thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The first bad `seq`; `None` when no single record is at fault.
+    pub seq: Option<u64>,
+    pub fault: Fault,
+    pub detail: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.seq {
+            Some(seq) => write!(f, "seq {seq}: {}: {}", self.fault.as_str(), self.detail),
+            None => write!(f, "{}: {}", self.fault.as_str(), self.detail),
+        }
+    }
+}
+
+/// What a successful audit established.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// Records checked.
+    pub records: u64,
+    /// The root of the tree of all records checked.
+    pub root: Hash,
+}
+
+/// Most suspicious records kept for the final diagnosis.
+const KEEP: usize = 4096;
+
+struct Mismatch {
+    seq: u64,
+    record: Value,
+    claimed: Hash,
+}
+
+/// An audit in progress.
+#[derive(Default)]
+pub struct Audit {
+    tree: MemoryTree,
+    position: u64,
+    seen: HashSet<u64>,
+    duplicates: Vec<u64>,
+    /// (position in the input, seq) where they differ.
+    displaced: Vec<(u64, u64)>,
+    mismatches: Vec<Mismatch>,
+    malformed: Option<(u64, String)>,
+    max_seq: Option<u64>,
+}
+
+impl Audit {
+    pub fn new() -> Audit {
+        Audit::default()
+    }
+
+    /// Feed the next record, with the leaf hash it claims (an export's or a
+    /// store's `leafHash`; `None` when there is none to compare with).
+    pub fn feed(&mut self, record: &Value, claimed: Option<Hash>) {
+        let position = self.position;
+        self.position += 1;
+        let Some(seq) = record.get("seq").and_then(Value::as_u64) else {
+            self.malformed.get_or_insert((position, "it has no seq".to_owned()));
+            return;
+        };
+        let leaf = match leaf_hash_of_value(record) {
+            Ok(leaf) => leaf,
+            Err(e) => {
+                self.malformed.get_or_insert((position, format!("seq {seq} {e}")));
+                return;
+            }
+        };
+        if !self.seen.insert(seq) {
+            self.duplicates.push(seq);
+        }
+        self.max_seq = self.max_seq.max(Some(seq));
+        if seq != position && self.displaced.len() < KEEP {
+            self.displaced.push((position, seq));
+        }
+        if let Some(claimed) = claimed.filter(|c| *c != leaf) {
+            if self.mismatches.len() < KEEP {
+                self.mismatches.push(Mismatch { seq, record: record.clone(), claimed });
+            }
+        }
+        // The tree is built while records come in order; after the first
+        // gap the audit already has its finding.
+        if seq == self.tree.size() {
+            let _ = self.tree.push(leaf);
+        }
+    }
+
+    /// The verdict. With a checkpoint `(size, root)`, the records must be
+    /// exactly the checkpoint's `size` and make its `root`.
+    pub fn finish(self, checkpoint: Option<(u64, Hash)>) -> Result<Verified, Finding> {
+        self.verdict(checkpoint, true)
+    }
+
+    /// The verdict for a log that may have grown past its checkpoint: its
+    /// first `size` records must make the checkpoint's `root`.
+    pub fn finish_extending(self, checkpoint: Option<(u64, Hash)>) -> Result<Verified, Finding> {
+        self.verdict(checkpoint, false)
+    }
+
+    fn verdict(self, checkpoint: Option<(u64, Hash)>, exact: bool) -> Result<Verified, Finding> {
+        let mut findings: Vec<Finding> = Vec::new();
+        if let Some((position, detail)) = &self.malformed {
+            findings.push(Finding {
+                seq: Some(*position),
+                fault: Fault::Malformed,
+                detail: format!("record {} cannot be read: {detail}", position + 1),
+            });
+        }
+        if let Some(&seq) = self.duplicates.iter().min() {
+            findings.push(Finding {
+                seq: Some(seq),
+                fault: Fault::Extra,
+                detail: "a second record has this seq".into(),
+            });
+        }
+        let seen_up_to = self.max_seq.map_or(0, |m| m + 1);
+        let expected = match checkpoint {
+            Some((size, _)) if exact => size,
+            Some((size, _)) => size.max(seen_up_to),
+            None => seen_up_to,
+        };
+        if let Some(missing) = (0..expected).find(|s| !self.seen.contains(s)) {
+            findings.push(Finding {
+                seq: Some(missing),
+                fault: Fault::Missing,
+                detail: "no record has this seq".into(),
+            });
+        } else if self.duplicates.is_empty() {
+            if let Some(&(position, _)) = self.displaced.iter().min_by_key(|(_, seq)| *seq) {
+                let seq = self.displaced.iter().map(|(_, s)| *s).min().unwrap_or(position);
+                findings.push(Finding {
+                    seq: Some(seq),
+                    fault: Fault::Reordered,
+                    detail: "the record with this seq is out of place".into(),
+                });
+            }
+        }
+        if let Some((size, _)) = checkpoint.filter(|_| exact) {
+            if let Some(extra) = self.seen.iter().filter(|&&s| s >= size).min() {
+                findings.push(Finding {
+                    seq: Some(*extra),
+                    fault: Fault::Extra,
+                    detail: format!("the checkpoint covers seq 0 to {}", size.saturating_sub(1)),
+                });
+            }
+        }
+        findings.extend(self.diagnose_mismatches());
+
+        if let Some(first) = findings.into_iter().min_by_key(|f| (f.seq.unwrap_or(u64::MAX), f.fault as u8)) {
+            return Err(first);
+        }
+        let records = self.tree.size();
+        let size = checkpoint.map_or(records, |(size, _)| size);
+        let root = self.tree.root(size).map_err(|e| Finding {
+            seq: Some(self.tree.size()),
+            fault: Fault::Missing,
+            detail: format!("the tree cannot be built: {e}"),
+        })?;
+        if let Some((_, want)) = checkpoint {
+            if root != want {
+                return Err(Finding {
+                    seq: None,
+                    fault: Fault::RootMismatch,
+                    detail: format!(
+                        "the {size} records make the root {}, but the checkpoint signed {}",
+                        to_base64(&root),
+                        to_base64(&want)
+                    ),
+                });
+            }
+        }
+        let root = if exact { root } else { self.tree.root(records).unwrap_or(root) };
+        Ok(Verified { records: if exact { size } else { records }, root })
+    }
+
+    /// A record whose content does not match its leaf was modified, unless
+    /// it matches the leaf of another bad record's place: then the two
+    /// traded places.
+    fn diagnose_mismatches(&self) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for m in &self.mismatches {
+            let partner = self.mismatches.iter().find(|other| {
+                other.seq != m.seq && {
+                    let mut moved = m.record.clone();
+                    moved["seq"] = Value::from(other.seq);
+                    leaf_hash_of_value(&moved).is_ok_and(|leaf| leaf == m.claimed || leaf == other.claimed)
+                }
+            });
+            findings.push(match partner {
+                Some(other) => Finding {
+                    seq: Some(m.seq.min(other.seq)),
+                    fault: Fault::Reordered,
+                    detail: format!(
+                        "the records at seq {} and {} traded places",
+                        m.seq.min(other.seq),
+                        m.seq.max(other.seq)
+                    ),
+                },
+                None => Finding {
+                    seq: Some(m.seq),
+                    fault: Fault::Modified,
+                    detail: "its content does not hash to its leaf hash".into(),
+                },
+            });
+        }
+        findings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::leaf_hash_of_value;
+    use serde_json::json;
+
+    fn records(n: u64) -> Vec<(Value, Hash)> {
+        (0..n)
+            .map(|seq| {
+                let r = json!({"seq": seq, "id": format!("id-{seq}"), "type": "flag.changed", "stream": "s",
+                               "streamVersion": seq, "data": {"n": seq}});
+                let leaf = leaf_hash_of_value(&r).unwrap();
+                (r, leaf)
+            })
+            .collect()
+    }
+
+    fn audit(lines: &[(Value, Hash)], checkpoint: Option<(u64, Hash)>) -> Result<Verified, Finding> {
+        let mut a = Audit::new();
+        for (r, leaf) in lines {
+            a.feed(r, Some(*leaf));
+        }
+        a.finish(checkpoint)
+    }
+
+    fn root_of(lines: &[(Value, Hash)]) -> Hash {
+        audit(lines, None).unwrap().root
+    }
+
+    /// Given a history of 10 records and its checkpoint, when the records
+    /// are altered so, then the audit names this seq and fault.
+    #[test]
+    fn the_first_bad_seq_is_named() {
+        let good = records(10);
+        let cp = Some((10, root_of(&good)));
+        type Tamper = fn(&mut Vec<(Value, Hash)>);
+        let cases: Vec<(&str, Tamper, Option<u64>, Fault)> = vec![
+            ("untouched", |_| {}, None, Fault::RootMismatch),
+            ("data edited", |l| l[4].0["data"]["n"] = json!(99), Some(4), Fault::Modified),
+            (
+                "record deleted",
+                |l| {
+                    l.remove(6);
+                },
+                Some(6),
+                Fault::Missing,
+            ),
+            ("lines swapped", |l| l.swap(3, 7), Some(3), Fault::Reordered),
+            (
+                "contents swapped, seqs kept",
+                |l| {
+                    let (a, b) = (l[2].clone(), l[5].clone());
+                    l[2] = (
+                        json!({"seq": 2})
+                            .as_object()
+                            .cloned()
+                            .map(|mut o| {
+                                o.extend(b.0.as_object().unwrap().clone());
+                                o["seq"] = json!(2);
+                                Value::Object(o)
+                            })
+                            .unwrap(),
+                        b.1,
+                    );
+                    l[5] = (
+                        json!({"seq": 5})
+                            .as_object()
+                            .cloned()
+                            .map(|mut o| {
+                                o.extend(a.0.as_object().unwrap().clone());
+                                o["seq"] = json!(5);
+                                Value::Object(o)
+                            })
+                            .unwrap(),
+                        a.1,
+                    );
+                },
+                Some(2),
+                Fault::Reordered,
+            ),
+            (
+                "record repeated",
+                |l| {
+                    let r = l[8].clone();
+                    l.insert(9, r);
+                },
+                Some(8),
+                Fault::Extra,
+            ),
+            (
+                "record added past the checkpoint",
+                |l| {
+                    let r = json!({"seq": 10, "id": "x", "type": "flag.changed", "stream": "s", "streamVersion": 10, "data": {}});
+                    let leaf = leaf_hash_of_value(&r).unwrap();
+                    l.push((r, leaf));
+                },
+                Some(10),
+                Fault::Extra,
+            ),
+            (
+                "content and leaf rewritten together",
+                |l| {
+                    l[1].0["data"]["n"] = json!(-1);
+                    l[1].1 = leaf_hash_of_value(&l[1].0).unwrap();
+                },
+                None,
+                Fault::RootMismatch,
+            ),
+            (
+                "truncated",
+                |l| {
+                    l.truncate(7);
+                },
+                Some(7),
+                Fault::Missing,
+            ),
+        ];
+        for (name, tamper, seq, fault) in cases {
+            let mut lines = good.clone();
+            tamper(&mut lines);
+            match audit(&lines, cp) {
+                Ok(v) => {
+                    assert_eq!(name, "untouched", "{name}: tampering went unnoticed");
+                    assert_eq!(v.records, 10);
+                }
+                Err(f) => assert_eq!((f.seq, f.fault), (seq, fault), "{name}: {f}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_history_does_not_verify() {
+        let good = records(5);
+        let other = root_of(&records(6));
+        let err = audit(&good, Some((5, other))).unwrap_err();
+        assert_eq!(err.fault, Fault::RootMismatch);
+    }
+}
