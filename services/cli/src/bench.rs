@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use shiplog_core::checkpoint::{CheckpointSigner, keys_from_seed};
 use shiplog_core::{Author, NewEvent};
 use shiplog_store::{EventStore, SqliteStore};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -212,7 +213,13 @@ fn a2(dir: &std::path::Path, clients: usize, seconds: u64, warmup: u64) -> Resul
             let shutdown = async move {
                 let _ = stop_rx.await;
             };
-            let served = shiplog_server::serve(listener, Arc::clone(&server_store), Default::default(), shutdown).await;
+            let signer = keys_from_seed("bench.shiplog.local/ledger", [42; 32])
+                .and_then(|(skey, vkey)| CheckpointSigner::new(&skey, &vkey))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let ledger = shiplog_server::Ledger::open(Arc::clone(&server_store), signer)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let served = shiplog_server::serve(listener, ledger, Default::default(), shutdown).await;
             server_store.close().await;
             served
         })

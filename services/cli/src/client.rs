@@ -54,29 +54,59 @@ impl Client {
         Client { agent, base: args.server.trim_end_matches('/').to_owned(), token: args.token.clone() }
     }
 
+    /// GET a path; the body as text on success.
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let mut req = self.agent.get(&format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        let resp = answer(&self.base, req.call())?;
+        resp.into_string().map_err(|e| ClientError::BadAnswer(e.to_string()))
+    }
+
+    /// GET a path as NDJSON; the body on success.
+    pub fn get_ndjson(&self, path: &str) -> Result<String, ClientError> {
+        let mut req = self.agent.get(&format!("{}{path}", self.base)).set("Accept", "application/x-ndjson");
+        if let Some(token) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        let resp = answer(&self.base, req.call())?;
+        resp.into_string().map_err(|e| ClientError::BadAnswer(e.to_string()))
+    }
+
+    /// GET a path; the JSON answer on success.
+    pub fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+        let text = self.get_text(path)?;
+        serde_json::from_str(&text).map_err(|_| ClientError::BadAnswer(snippet(&text)))
+    }
+
     /// POST a JSON body; the status and the JSON answer on success.
     pub fn post_json(&self, path: &str, body: &str) -> Result<(u16, Value), ClientError> {
         let mut req = self.agent.post(&format!("{}{path}", self.base)).set("Content-Type", "application/json");
         if let Some(token) = &self.token {
             req = req.set("Authorization", &format!("Bearer {token}"));
         }
-        match req.send_string(body) {
-            Ok(resp) => {
-                let status = resp.status();
-                let text = resp.into_string().map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-                let value = serde_json::from_str(&text).map_err(|_| ClientError::BadAnswer(snippet(&text)))?;
-                Ok((status, value))
-            }
-            Err(ureq::Error::Status(status, resp)) => {
-                let text = resp.into_string().unwrap_or_default();
-                let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let code = body.get("error").and_then(Value::as_str).unwrap_or("error").to_owned();
-                let message = body.get("message").and_then(Value::as_str).map_or_else(|| snippet(&text), str::to_owned);
-                Err(ClientError::Refused { status, code, message, body })
-            }
-            Err(ureq::Error::Transport(t)) => {
-                Err(ClientError::Unreachable { server: self.base.clone(), cause: t.to_string() })
-            }
+        let resp = answer(&self.base, req.send_string(body))?;
+        let status = resp.status();
+        let text = resp.into_string().map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        let value = serde_json::from_str(&text).map_err(|_| ClientError::BadAnswer(snippet(&text)))?;
+        Ok((status, value))
+    }
+}
+
+/// A response on success; the server's `{error, message}` as an error.
+fn answer(base: &str, result: Result<ureq::Response, ureq::Error>) -> Result<ureq::Response, ClientError> {
+    match result {
+        Ok(resp) => Ok(resp),
+        Err(ureq::Error::Status(status, resp)) => {
+            let text = resp.into_string().unwrap_or_default();
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let code = body.get("error").and_then(Value::as_str).unwrap_or("error").to_owned();
+            let message = body.get("message").and_then(Value::as_str).map_or_else(|| snippet(&text), str::to_owned);
+            Err(ClientError::Refused { status, code, message, body })
+        }
+        Err(ureq::Error::Transport(t)) => {
+            Err(ClientError::Unreachable { server: base.to_owned(), cause: t.to_string() })
         }
     }
 }

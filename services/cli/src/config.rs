@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub max_batch: Option<usize>,
     pub workers: Option<usize>,
     pub log_format: Option<String>,
+    pub checkpoint_key: Option<PathBuf>,
+    pub origin: Option<String>,
 }
 
 impl FileConfig {

@@ -1,6 +1,8 @@
 //! `shiplog`: the one binary. `serve` runs the ledger; `record` appends
-//! events to a running server; `bench` measures the ledger.
+//! events to a running server; `export` and `verify` let auditors check its
+//! history offline; `bench` measures the ledger.
 
+mod audit;
 mod bench;
 mod client;
 mod config;
@@ -24,6 +26,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Append events to a running server and print their receipts
     Record(record::RecordArgs),
+    /// Write the ledger's history and its signed checkpoint to a file (NDJSON)
+    Export(audit::ExportArgs),
+    /// Check an export offline, or that a server's log extends a kept checkpoint
+    Verify(audit::VerifyArgs),
     /// Measure the ledger (A1: embedded batch appends; A2: concurrent HTTP appends)
     Bench(bench::BenchArgs),
 }
@@ -33,6 +39,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Record(args) => record::run(args),
+        Command::Export(args) => audit::export(args),
+        Command::Verify(args) => audit::verify(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

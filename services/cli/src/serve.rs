@@ -3,12 +3,13 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use shiplog_server::{Limits, ServerConfig};
+use shiplog_core::checkpoint::{CheckpointSigner, keys_from_seed};
+use shiplog_server::{Ledger, Limits, ServerConfig};
 use shiplog_store::{EventStore, SqliteStore};
 
 use crate::config::{FileConfig, StoreUrl, parse_listen};
@@ -36,6 +37,14 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: one per core]
     #[arg(long, env = "SHIPLOG_WORKERS", value_name = "N")]
     workers: Option<usize>,
+    /// The checkpoint signing key (signed-note form); created on first start
+    /// when absent [default: checkpoint.key in the data directory]
+    #[arg(long, env = "SHIPLOG_CHECKPOINT_KEY", value_name = "FILE")]
+    checkpoint_key: Option<PathBuf>,
+    /// The log's name, first line of every checkpoint, used when a new key is
+    /// created [default: shiplog.local/ledger]
+    #[arg(long, env = "SHIPLOG_ORIGIN", value_name = "NAME")]
+    origin: Option<String>,
     /// Log format on stderr [default: text on a terminal, json otherwise]
     #[arg(long, env = "SHIPLOG_LOG_FORMAT", value_parser = ["json", "text"])]
     log_format: Option<String>,
@@ -63,6 +72,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         return Err("--workers must be at least 1".into());
     }
 
+    let key_path = args.checkpoint_key.or(file.checkpoint_key);
+    let origin = args.origin.or(file.origin).unwrap_or_else(|| "shiplog.local/ledger".to_owned());
+    let signer = load_or_create_key(key_path.as_deref(), &data_dir, &origin)?;
+
     let store = match &store_url {
         StoreUrl::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -79,16 +92,21 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         format!("cannot listen on {listen}: {e}; choose another address with --listen (port 0 picks a free one)")
     })?;
     let addr = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
-    tracing::info!(%addr, store = ?store_url, "shiplog listening");
-    // One plain line on stdout, for people and for scripts that started the
-    // server on port 0 and need to know where it is.
-    println!("shiplog listening on http://{addr}");
-    let _ = std::io::stdout().flush();
-
     let config = ServerConfig { limits, workers, ..ServerConfig::default() };
     actix_web::rt::System::new().block_on(async move {
-        let served =
-            shiplog_server::serve(listener, Arc::clone(&store), config, shiplog_server::termination_signal()).await;
+        let ledger = match Ledger::open(Arc::clone(&store), signer).await {
+            Ok(ledger) => ledger,
+            Err(e) => {
+                store.close().await;
+                return Err(format!("cannot open the ledger: {e}"));
+            }
+        };
+        tracing::info!(%addr, store = ?store_url, "shiplog listening");
+        // One plain line on stdout, for people and for scripts that started
+        // the server on port 0 and need to know where it is.
+        println!("shiplog listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        let served = shiplog_server::serve(listener, ledger, config, shiplog_server::termination_signal()).await;
         store.close().await;
         tracing::info!("shiplog stopped");
         served.map_err(|e| format!("the server failed: {e}"))
@@ -109,4 +127,43 @@ fn init_logging(format: Option<&str>) -> Result<(), String> {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
     result.map_err(|e| format!("cannot start logging: {e}"))
+}
+
+/// The checkpoint signing key: read from `explicit` (which must exist), or
+/// from the data directory, where it is created (mode 0600) on first start.
+fn load_or_create_key(explicit: Option<&Path>, data_dir: &Path, origin: &str) -> Result<CheckpointSigner, String> {
+    let path = explicit.map_or_else(|| data_dir.join("checkpoint.key"), Path::to_owned);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => CheckpointSigner::from_signer_key(&text)
+            .map_err(|e| format!("the checkpoint key {} is unusable: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| format!("no randomness to make a checkpoint key: {e}"))?;
+            let (signer_key, verifier_key) = keys_from_seed(origin, seed).map_err(|e| format!("--origin: {e}"))?;
+            std::fs::create_dir_all(data_dir).map_err(|e| {
+                format!("cannot create the data directory {}: {e}; choose another with --data-dir", data_dir.display())
+            })?;
+            write_secret(&path, &format!("{signer_key}\n"))?;
+            let public = path.with_extension("pub");
+            std::fs::write(&public, format!("{verifier_key}\n"))
+                .map_err(|e| format!("cannot write {}: {e}", public.display()))?;
+            tracing::info!(path = %path.display(), verifier_key = %verifier_key, "created the checkpoint signing key");
+            CheckpointSigner::new(&signer_key, &verifier_key).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(format!("cannot read the checkpoint key {}: {e}", path.display())),
+    }
+}
+
+fn write_secret(path: &Path, text: &str) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

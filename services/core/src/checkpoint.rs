@@ -57,6 +57,24 @@ impl CheckpointSigner {
         Ok(CheckpointSigner { signer, verifier_key })
     }
 
+    /// From a signer key alone: the verifier key is derived from it.
+    pub fn from_signer_key(signer_key: &str) -> Result<CheckpointSigner, CheckpointError> {
+        use base64::Engine;
+        let bad = |why: &str| CheckpointError::SignerKey(why.to_owned());
+        let parts: Vec<&str> = signer_key.trim().splitn(5, '+').collect();
+        let [_, _, name, _, key] = parts.as_slice() else {
+            return Err(bad("expected PRIVATE+KEY+<name>+<id>+<base64>"));
+        };
+        let key = base64::engine::general_purpose::STANDARD.decode(key).map_err(|_| bad("the key is not base64"))?;
+        let seed: [u8; 32] = match key.split_first() {
+            Some((1, seed)) => seed.try_into().map_err(|_| bad("an Ed25519 key has 32 bytes"))?,
+            _ => return Err(bad("only Ed25519 keys (algorithm 1) are supported")),
+        };
+        let verifier_key =
+            signed_note::new_ed25519_verifier_key(name, &ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key());
+        CheckpointSigner::new(signer_key, &verifier_key)
+    }
+
     pub fn origin(&self) -> &str {
         self.signer.name()
     }
@@ -159,6 +177,14 @@ mod tests {
         let (_, other_vkey) = keys_from_seed("shiplog.test/ledger", [9; 32]).unwrap();
         assert!(matches!(open_checkpoint(&cp.note, &other_vkey), Err(CheckpointError::BadSignature(_))), "wrong key");
         assert!(matches!(open_checkpoint(&cp.note, "nonsense"), Err(CheckpointError::VerifierKey(_))));
+
+        let derived = CheckpointSigner::from_signer_key(&skey).unwrap();
+        assert_eq!(derived.verifier_key(), vkey);
+        // Base64 has '+' in its alphabet: keys whose base64 holds one load too.
+        for seed in 0..32u8 {
+            let (skey, vkey) = keys_from_seed("shiplog.test/ledger", [seed; 32]).unwrap();
+            assert_eq!(CheckpointSigner::from_signer_key(&skey).unwrap().verifier_key(), vkey, "seed {seed}");
+        }
 
         let (other_skey, _) = keys_from_seed("shiplog.test/ledger", [9; 32]).unwrap();
         assert!(CheckpointSigner::new(&other_skey, &vkey).is_err(), "a signer key must match its verifier key");

@@ -24,6 +24,7 @@ pub enum Code {
     NotFound,
     MethodNotAllowed,
     StoreUnavailable,
+    IntegrityFailure,
     Internal,
 }
 
@@ -44,6 +45,7 @@ impl Code {
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::StoreUnavailable => "store_unavailable",
+            Code::IntegrityFailure => "integrity_failure",
             Code::Internal => "internal",
         }
     }
@@ -61,7 +63,7 @@ impl Code {
             Code::IdConflict | Code::VersionConflict => StatusCode::CONFLICT,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::StoreUnavailable | Code::IntegrityFailure => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -24,6 +24,7 @@ pub async fn append(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    state.ledger.require_intact()?;
     require_json(&req)?;
     let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
     let value: Value = serde_json::from_slice(&body)
@@ -51,7 +52,7 @@ pub async fn append(
         other => (vec![NewEvent::parse(other, Author::Client).map_err(|e| ApiError::from_event(e, None))?], true),
     };
 
-    let receipts = state.store.append(events, recorded_by(&req)).await?;
+    let receipts = state.ledger.store.append(events, recorded_by(&req)).await?;
     let mut response = if receipts.iter().all(|r| r.duplicate) { HttpResponse::Ok() } else { HttpResponse::Created() };
     Ok(match (single, receipts.first()) {
         (true, Some(receipt)) => response.json(receipt),
@@ -103,7 +104,7 @@ pub(crate) async fn read_body(
     Ok(body)
 }
 
-fn parse_query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, ApiError> {
+pub(crate) fn parse_query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, ApiError> {
     web::Query::<T>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .map_err(|e| ApiError::new(Code::InvalidQuery, format!("invalid query string: {e}")))
@@ -165,7 +166,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         })?),
     };
     let limit = check_limit(q.limit)?;
-    let events = state.store.read(ReadQuery { after, limit, stream: q.stream, event_type }).await?;
+    let events = state.ledger.store.read(ReadQuery { after, limit, stream: q.stream, event_type }).await?;
     if wants_ndjson(&req) {
         return ndjson(&events);
     }
@@ -195,11 +196,11 @@ pub async fn stream(
     let stream = path.into_inner();
     let q: StreamQuery = parse_query(&req)?;
     let limit = check_limit(q.limit)?;
-    let Some(version) = state.store.stream_version(&stream).await? else {
+    let Some(version) = state.ledger.store.stream_version(&stream).await? else {
         return Err(ApiError::new(Code::NotFound, format!("stream {stream:?} has no events")).with("stream", stream));
     };
     let from = q.from.unwrap_or(0);
-    let events = state.store.read_stream(&stream, from, limit).await?;
+    let events = state.ledger.store.read_stream(&stream, from, limit).await?;
     if wants_ndjson(&req) {
         return ndjson(&events);
     }

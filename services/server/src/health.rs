@@ -13,7 +13,11 @@ pub async fn healthz() -> HttpResponse {
 
 /// The ledger can take appends and serve reads.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.check().await {
+    if let Some(finding) = state.ledger.integrity() {
+        use actix_web::ResponseError;
+        return crate::ledger::integrity_error(&finding).error_response();
+    }
+    match state.ledger.store.check().await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),
         Err(e) => HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", "1"))

@@ -5,18 +5,19 @@
 mod error;
 mod events;
 mod health;
+mod ledger;
+mod proofs;
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{App, HttpMessage, HttpServer, web};
-use shiplog_store::EventStore;
 
 pub use error::{ApiError, Code};
+pub use ledger::Ledger;
 
 /// Bounds on what one request may ask of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +53,7 @@ impl Default for ServerConfig {
 
 /// What every request handler can reach.
 pub struct AppState {
-    pub store: Arc<dyn EventStore>,
+    pub ledger: Ledger,
     pub limits: Limits,
 }
 
@@ -67,11 +68,11 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// closes the store afterwards.
 pub async fn serve(
     listener: TcpListener,
-    store: Arc<dyn EventStore>,
+    ledger: Ledger,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = web::Data::new(AppState { store, limits: config.limits });
+    let state = web::Data::new(AppState { ledger, limits: config.limits });
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -123,6 +124,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(events::list))
                 .default_service(web::to(method_not_allowed)),
         )
+        .route("/v1/checkpoint", web::get().to(proofs::checkpoint))
+        .route("/v1/checkpoint/key", web::get().to(proofs::key))
+        .route("/v1/proofs/inclusion", web::get().to(proofs::inclusion))
+        .route("/v1/proofs/consistency", web::get().to(proofs::consistency))
         .service(
             web::resource("/v1/streams/{stream:.+}")
                 .route(web::get().to(events::stream))
