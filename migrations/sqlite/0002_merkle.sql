@@ -4,11 +4,13 @@
 ALTER TABLE events ADD COLUMN leaf_hash BLOB;
 
 -- The tree's stored hashes, in the layout of Go's sumdb/tlog: for leaf n,
--- the leaf hash and the roots of the subtrees it completes, at
--- StoredHashIndex(0, n) onwards. Never updated, never deleted.
+-- the leaf hash and the roots of the subtrees it completes, at stored-hash
+-- index StoredHashIndex(0, n) onwards. Each commit writes the hashes it
+-- made as one row: 32-byte hashes for the indexes first_idx,
+-- first_idx + 1, … Never updated, never deleted.
 CREATE TABLE tree_hashes (
-    idx  INTEGER PRIMARY KEY,
-    hash BLOB    NOT NULL
+    first_idx INTEGER PRIMARY KEY,
+    hashes    BLOB    NOT NULL
 ) STRICT;
 
 -- Every checkpoint the server signed: each is consistent with the ones

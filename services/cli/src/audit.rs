@@ -130,47 +130,116 @@ fn fail(message: String) -> Result<ExitCode, String> {
     Ok(ExitCode::FAILURE)
 }
 
-fn verify_export(path: &Path, key: &str) -> Result<ExitCode, String> {
+/// One line of an export, parsed and hashed.
+enum Line {
+    /// `record` is kept only when it does not match its claimed leaf.
+    Record {
+        record: Option<Value>,
+        hashed: Result<(u64, Hash), String>,
+        claimed: Option<Hash>,
+    },
+    Checkpoint(String),
+    Blank,
+    Bad(String),
+}
+
+fn parse_line(number: u64, line: &str) -> Line {
+    if line.trim().is_empty() {
+        return Line::Blank;
+    }
+    let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(line) else {
+        return Line::Bad(format!("line {number} is not a JSON object"));
+    };
+    if let Some(note) = record.remove("checkpoint") {
+        return Line::Checkpoint(note.as_str().unwrap_or_default().to_owned());
+    }
+    let claimed = match record.remove("leafHash") {
+        None => None,
+        Some(Value::String(h)) => match from_hex(&h) {
+            Some(h) => Some(h),
+            None => return Line::Bad(format!("line {number}: leafHash is not a hex SHA-256")),
+        },
+        Some(_) => return Line::Bad(format!("line {number}: leafHash is not a string")),
+    };
+    let record = Value::Object(record);
+    let hashed = shiplog_core::audit::hash_record(&record);
+    let matches = match (&hashed, claimed) {
+        (Ok((_, leaf)), Some(claimed)) => *leaf == claimed,
+        _ => true,
+    };
+    // Dropped here, on the thread that parsed it, unless it is needed.
+    Line::Record { record: (!matches).then_some(record), hashed, claimed }
+}
+
+/// Lines read and hashed per step; each step's lines are hashed on two
+/// threads, then fed to the audit in order.
+const CHUNK: usize = 8_192;
+
+pub fn verify_export(path: &Path, key: &str) -> Result<ExitCode, String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = progress(bytes, "verifying");
-    let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut audit = Audit::new();
     let mut checkpoint: Option<String> = None;
-    let mut line = String::new();
-    let mut number = 0u64;
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        number += 1;
-        bar.inc(n as u64);
-        if line.trim().is_empty() {
-            continue;
-        }
-        let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(&line) else {
-            bar.finish_and_clear();
-            return fail(format!("line {number} of {} is not a JSON object", path.display()));
-        };
-        if let Some(note) = record.remove("checkpoint") {
-            if checkpoint.is_some() {
-                bar.finish_and_clear();
-                return fail(format!("line {number}: a second checkpoint; an export holds one"));
+    // A reader thread reads the next chunk of lines while this one's are
+    // hashed (on this thread and one more) and fed to the audit in order.
+    let (chunks, incoming) = std::sync::mpsc::sync_channel::<Result<Vec<(u64, String)>, String>>(2);
+    let reader_bar = bar.clone();
+    let display = path.display().to_string();
+    let reader = std::thread::spawn(move || {
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut number = 0u64;
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            while chunk.len() < CHUNK {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        reader_bar.inc(n as u64);
+                        number += 1;
+                        chunk.push((number, line));
+                    }
+                    Err(e) => {
+                        let _ = chunks.send(Err(format!("cannot read {display}: {e}")));
+                        return;
+                    }
+                }
             }
-            checkpoint = Some(note.as_str().unwrap_or_default().to_owned());
-            continue;
-        }
-        let claimed = match record.remove("leafHash") {
-            None => None,
-            Some(Value::String(h)) => {
-                Some(from_hex(&h).ok_or_else(|| format!("line {number}: leafHash is not a hex SHA-256"))?)
+            let last = chunk.len() < CHUNK;
+            if chunks.send(Ok(chunk)).is_err() || last {
+                return;
             }
-            Some(_) => return fail(format!("line {number}: leafHash is not a string")),
-        };
-        audit.feed(&Value::Object(record), claimed);
+        }
+    });
+    for chunk in incoming {
+        let chunk = chunk?;
+        let (first, second) = chunk.split_at(chunk.len() / 2);
+        let (first, second) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| second.iter().map(|(n, l)| parse_line(*n, l)).collect::<Vec<_>>());
+            let mine: Vec<Line> = first.iter().map(|(n, l)| parse_line(*n, l)).collect();
+            (mine, other.join().unwrap_or_default())
+        });
+        for line in first.into_iter().chain(second) {
+            match line {
+                Line::Blank => {}
+                Line::Bad(why) => {
+                    bar.finish_and_clear();
+                    return fail(format!("{}: {why}", path.display()));
+                }
+                Line::Checkpoint(note) => {
+                    if checkpoint.replace(note).is_some() {
+                        bar.finish_and_clear();
+                        return fail("a second checkpoint line; an export holds one".into());
+                    }
+                }
+                Line::Record { record, hashed, claimed } => {
+                    audit.feed_hashed(hashed, claimed, || record.unwrap_or(Value::Null));
+                }
+            }
+        }
     }
+    let _ = reader.join();
     bar.finish_and_clear();
     let Some(note) = checkpoint else {
         return fail(format!("{} has no checkpoint line; was it made by `shiplog export`?", path.display()));

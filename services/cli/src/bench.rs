@@ -27,6 +27,9 @@ pub struct BenchArgs {
     /// measured; a tmpfs would make fsync free)
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]
     dir: PathBuf,
+    /// Keep the benchmark's stores and files (their directory is printed)
+    #[arg(long, global = true)]
+    keep: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -45,6 +48,16 @@ enum Bench {
         /// Batches in flight at once (appenders sharing the group commit)
         #[arg(long, default_value_t = 1)]
         in_flight: usize,
+    },
+    /// V1: offline verify of an export (target ≤ 3 s for 1,000,000 events),
+    /// and the latency of inclusion and consistency proofs on that ledger
+    V1 {
+        /// Events in the ledger and its export
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Verification runs; the median is reported
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// A2: single-event HTTP appends, concurrent clients, durable (target
     /// ≥ 10,000 events/s, p99 ≤ 10 ms)
@@ -65,11 +78,33 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
     let dir = tempfile::Builder::new().prefix(".shiplog-bench-").tempdir_in(&args.dir).map_err(|e| {
         format!("cannot create a directory for the benchmark in {}: {e}; pick one with --dir", args.dir.display())
     })?;
+    let dir = if args.keep {
+        let kept = dir.keep();
+        eprintln!("keeping the benchmark's files in {}", kept.display());
+        Kept::Path(kept)
+    } else {
+        Kept::Temp(dir)
+    };
     match args.which {
         Bench::A1 { events, batch, rounds, in_flight } => {
             a1(dir.path(), events, batch.max(1), rounds.max(1), in_flight.max(1))
         }
+        Bench::V1 { events, rounds } => v1(dir.path(), events.max(1), rounds.max(1)),
         Bench::A2 { clients, seconds, warmup } => a2(dir.path(), clients.max(1), seconds.max(1), warmup),
+    }
+}
+
+enum Kept {
+    Temp(tempfile::TempDir),
+    Path(PathBuf),
+}
+
+impl Kept {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Kept::Temp(t) => t.path(),
+            Kept::Path(p) => p,
+        }
     }
 }
 
@@ -198,6 +233,122 @@ fn a1(dir: &std::path::Path, events: usize, batch: usize, rounds: usize, in_flig
         "| A1 | durable batch append, embedded SQLite ({events} events in batches of {batch}, {in_flight} in flight, median of {rounds} rounds) | {rate:.0} events/s; batch p99 {:.1} ms | ≥ 100,000 events/s ({verdict}) |",
         median(batch_p99)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fill a fresh embedded store with `events` sample events, fast: batches
+/// of 10,000, four in flight.
+fn fill(rt: &tokio::runtime::Runtime, path: &std::path::Path, events: usize) -> Result<Arc<SqliteStore>, String> {
+    let store = Arc::new(SqliteStore::open(path).map_err(|e| e.to_string())?);
+    let bar = indicatif::ProgressBar::new(events as u64);
+    rt.block_on(async {
+        let mut done = 0;
+        while done < events {
+            let n = (events - done).min(40_000);
+            let batches: Vec<Vec<NewEvent>> =
+                sample_events_from(done, n)?.chunks(10_000).map(<[NewEvent]>::to_vec).collect();
+            let mut tasks = Vec::new();
+            for batch in batches {
+                let store = Arc::clone(&store);
+                tasks.push(tokio::spawn(async move { store.append(batch, "bench").await.map(|r| r.len()) }));
+            }
+            for t in tasks {
+                let appended = t.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                bar.inc(appended as u64);
+            }
+            done += n;
+        }
+        Ok::<_, String>(())
+    })?;
+    bar.finish_and_clear();
+    Ok(store)
+}
+
+fn sample_events_from(start: usize, n: usize) -> Result<Vec<NewEvent>, String> {
+    (start..start + n).map(|i| NewEvent::parse(sample_event(i), Author::Client).map_err(|e| e.to_string())).collect()
+}
+
+fn v1(dir: &std::path::Path, events: usize, rounds: usize) -> Result<ExitCode, String> {
+    let rt = runtime()?;
+    eprintln!("V1: recording {events} events…");
+    let store = fill(&rt, &dir.join("v1.db"), events)?;
+    let size = events as u64;
+    let (skey, vkey) = keys_from_seed("bench.shiplog.local/ledger", [42; 32]).map_err(|e| e.to_string())?;
+    let signer = CheckpointSigner::new(&skey, &vkey).map_err(|e| e.to_string())?;
+
+    // The export, as `shiplog export` writes it.
+    let export = dir.join("v1.ndjson");
+    let key = dir.join("v1.pub");
+    std::fs::write(&key, &vkey).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    rt.block_on(async {
+        let root = shiplog_store::tree::root(store.as_ref(), size).await.map_err(|e| e.to_string())?;
+        let cp = signer.sign(size, root).map_err(|e| e.to_string())?;
+        let file = std::fs::File::create(&export).map_err(|e| e.to_string())?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut after = None;
+        loop {
+            let page = store
+                .read(shiplog_store::ReadQuery { after, limit: 10_000, ..Default::default() })
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.seq);
+            for e in &page {
+                serde_json::to_writer(&mut out, e).map_err(|e| e.to_string())?;
+                out.write_all(b"\n").map_err(|e| e.to_string())?;
+            }
+        }
+        serde_json::to_writer(&mut out, &json!({"checkpoint": cp.note})).map_err(|e| e.to_string())?;
+        out.write_all(b"\n").map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())
+    })?;
+    let bytes = std::fs::metadata(&export).map(|m| m.len()).unwrap_or(0);
+    eprintln!("V1: export written in {:.1} s ({} MiB)", started.elapsed().as_secs_f64(), bytes >> 20);
+
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        let t = Instant::now();
+        let code = crate::audit::verify_export(&export, &std::fs::read_to_string(&key).map_err(|e| e.to_string())?)?;
+        let secs = t.elapsed().as_secs_f64();
+        if code != ExitCode::SUCCESS {
+            return Err("the benchmark's export did not verify".into());
+        }
+        eprintln!("V1 round {}/{rounds}: {secs:.2} s", round + 1);
+        times.push(secs);
+    }
+    let secs = median(times);
+    let verdict = if secs <= 3.0 { "meets" } else { "misses" };
+    println!(
+        "| V1 | offline verify of a {events}-event export ({} MiB), median of {rounds} runs | {secs:.2} s | ≤ 3 s ({verdict}) |",
+        bytes >> 20
+    );
+
+    // Proof latency, straight from the store (no HTTP), on the same ledger.
+    let (inclusion, consistency) = rt.block_on(async {
+        let mut inclusion = Vec::new();
+        let mut consistency = Vec::new();
+        for i in 0..1_000u64 {
+            let seq = i.wrapping_mul(2_654_435_761) % size;
+            let t = Instant::now();
+            shiplog_store::tree::inclusion_proof(store.as_ref(), seq, size).await.map_err(|e| e.to_string())?;
+            inclusion.push(t.elapsed());
+            let from = 1 + i.wrapping_mul(40_503) % size;
+            let t = Instant::now();
+            shiplog_store::tree::consistency_proof(store.as_ref(), from, size).await.map_err(|e| e.to_string())?;
+            consistency.push(t.elapsed());
+        }
+        Ok::<_, String>((inclusion, consistency))
+    })?;
+    for (name, mut lat) in [("inclusion", inclusion), ("consistency", consistency)] {
+        lat.sort();
+        println!(
+            "| proofs | {name} proof in a {events}-event tree, from the store, 1,000 calls | p50 {:.3} ms; p99 {:.3} ms | — |",
+            percentile(&lat, 50.0).as_secs_f64() * 1e3,
+            percentile(&lat, 99.0).as_secs_f64() * 1e3
+        );
+    }
+    rt.block_on(store.close());
     Ok(ExitCode::SUCCESS)
 }
 

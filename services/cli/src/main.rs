@@ -11,6 +11,12 @@ mod serve;
 
 use std::process::ExitCode;
 
+/// JSON in, JSON out: the server and the verifier allocate and free many
+/// small values, across threads, which mimalloc does markedly faster than
+/// the system allocator (BENCHMARKS.md, V1).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -6,12 +6,11 @@
 //! at start-up. Records are fed one at a time, in the order they were read;
 //! [`Audit::finish`] names the first bad `seq` and what is wrong with it.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde_json::Value;
 
-use crate::merkle::{Hash, MemoryTree, leaf_hash_of_value, to_base64};
+use crate::merkle::{CompactRange, Hash, leaf_hash_of_value, to_base64};
 
 /// What is wrong at a `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +71,13 @@ pub struct Verified {
     pub root: Hash,
 }
 
+/// A record's seq and leaf hash, or why it has none.
+pub fn hash_record(record: &Value) -> Result<(u64, Hash), String> {
+    let seq = record.get("seq").and_then(Value::as_u64).ok_or_else(|| "it has no seq".to_owned())?;
+    let leaf = leaf_hash_of_value(record).map_err(|e| format!("seq {seq} {e}"))?;
+    Ok((seq, leaf))
+}
+
 /// Most suspicious records kept for the final diagnosis.
 const KEEP: usize = 4096;
 
@@ -84,9 +90,14 @@ struct Mismatch {
 /// An audit in progress.
 #[derive(Default)]
 pub struct Audit {
-    tree: MemoryTree,
+    /// The tree of the records read in order so far.
+    tree: CompactRange,
+    /// Its root when it had the checkpoint's size, once it did.
+    root_at: Option<(u64, Hash)>,
+    /// Stop point: the size whose root to remember.
+    remember: Option<u64>,
     position: u64,
-    seen: HashSet<u64>,
+    seen: Seen,
     duplicates: Vec<u64>,
     /// (position in the input, seq) where they differ.
     displaced: Vec<(u64, u64)>,
@@ -95,24 +106,69 @@ pub struct Audit {
     max_seq: Option<u64>,
 }
 
+/// Which seqs were seen: a bitset, 1 bit per seq.
+#[derive(Default)]
+struct Seen(Vec<u64>);
+
+impl Seen {
+    /// Mark `seq`; whether it was new.
+    fn insert(&mut self, seq: u64) -> bool {
+        let (word, bit) = (usize::try_from(seq / 64).unwrap_or(usize::MAX), seq % 64);
+        if word >= self.0.len() {
+            if word > (1 << 32) {
+                return true; // absurd seqs are reported as missing gaps, not stored
+            }
+            self.0.resize(word + 1, 0);
+        }
+        match self.0.get_mut(word) {
+            Some(w) => {
+                let new = *w & (1 << bit) == 0;
+                *w |= 1 << bit;
+                new
+            }
+            None => true,
+        }
+    }
+
+    fn contains(&self, seq: u64) -> bool {
+        usize::try_from(seq / 64).ok().and_then(|w| self.0.get(w)).is_some_and(|w| w & (1 << (seq % 64)) != 0)
+    }
+}
+
 impl Audit {
     pub fn new() -> Audit {
         Audit::default()
     }
 
+    /// An audit that will compare the root of the first `size` records with
+    /// a checkpoint's.
+    pub fn with_checkpoint_size(size: u64) -> Audit {
+        Audit { remember: Some(size), ..Audit::default() }
+    }
+
     /// Feed the next record, with the leaf hash it claims (an export's or a
     /// store's `leafHash`; `None` when there is none to compare with).
     pub fn feed(&mut self, record: &Value, claimed: Option<Hash>) {
+        let hashed = hash_record(record);
+        self.feed_hashed(hashed, claimed, || record.clone());
+    }
+
+    /// Feed the next record once [`hash_record`] has hashed it (hashing is
+    /// the costly part, and can run on other threads; feeding is in order).
+    /// `record` is asked for only when the record does not match its claimed
+    /// leaf, to diagnose what happened to it.
+    pub fn feed_hashed(
+        &mut self,
+        hashed: Result<(u64, Hash), String>,
+        claimed: Option<Hash>,
+        record: impl FnOnce() -> Value,
+    ) {
         let position = self.position;
         self.position += 1;
-        let Some(seq) = record.get("seq").and_then(Value::as_u64) else {
-            self.malformed.get_or_insert((position, "it has no seq".to_owned()));
-            return;
-        };
-        let leaf = match leaf_hash_of_value(record) {
-            Ok(leaf) => leaf,
-            Err(e) => {
-                self.malformed.get_or_insert((position, format!("seq {seq} {e}")));
+        let (seq, leaf) = match hashed {
+            Ok(hashed) => hashed,
+            Err(detail) => {
+                self.malformed.get_or_insert((position, detail));
                 return;
             }
         };
@@ -125,13 +181,16 @@ impl Audit {
         }
         if let Some(claimed) = claimed.filter(|c| *c != leaf) {
             if self.mismatches.len() < KEEP {
-                self.mismatches.push(Mismatch { seq, record: record.clone(), claimed });
+                self.mismatches.push(Mismatch { seq, record: record(), claimed });
             }
         }
         // The tree is built while records come in order; after the first
         // gap the audit already has its finding.
+        if self.remember == Some(self.tree.size()) {
+            self.root_at = Some((self.tree.size(), self.tree.root()));
+        }
         if seq == self.tree.size() {
-            let _ = self.tree.push(leaf);
+            self.tree.push(leaf);
         }
     }
 
@@ -169,7 +228,7 @@ impl Audit {
             Some((size, _)) => size.max(seen_up_to),
             None => seen_up_to,
         };
-        if let Some(missing) = (0..expected).find(|s| !self.seen.contains(s)) {
+        if let Some(missing) = (0..expected).find(|&s| !self.seen.contains(s)) {
             findings.push(Finding {
                 seq: Some(missing),
                 fault: Fault::Missing,
@@ -186,9 +245,10 @@ impl Audit {
             }
         }
         if let Some((size, _)) = checkpoint.filter(|_| exact) {
-            if let Some(extra) = self.seen.iter().filter(|&&s| s >= size).min() {
+            if self.max_seq.is_some_and(|m| m >= size) {
+                let extra = (size..=self.max_seq.unwrap_or(size)).find(|&s| self.seen.contains(s)).unwrap_or(size);
                 findings.push(Finding {
-                    seq: Some(*extra),
+                    seq: Some(extra),
                     fault: Fault::Extra,
                     detail: format!("the checkpoint covers seq 0 to {}", size.saturating_sub(1)),
                 });
@@ -201,11 +261,20 @@ impl Audit {
         }
         let records = self.tree.size();
         let size = checkpoint.map_or(records, |(size, _)| size);
-        let root = self.tree.root(size).map_err(|e| Finding {
-            seq: Some(self.tree.size()),
-            fault: Fault::Missing,
-            detail: format!("the tree cannot be built: {e}"),
-        })?;
+        let root = if size == records {
+            self.tree.root()
+        } else {
+            match self.root_at {
+                Some((at, root)) if at == size => root,
+                _ => {
+                    return Err(Finding {
+                        seq: Some(records.min(size)),
+                        fault: Fault::Missing,
+                        detail: format!("the checkpoint covers {size} records; {records} were read in order"),
+                    });
+                }
+            }
+        };
         if let Some((_, want)) = checkpoint {
             if root != want {
                 return Err(Finding {
@@ -219,8 +288,7 @@ impl Audit {
                 });
             }
         }
-        let root = if exact { root } else { self.tree.root(records).unwrap_or(root) };
-        Ok(Verified { records: if exact { size } else { records }, root })
+        Ok(Verified { records: if exact { size } else { records }, root: if exact { root } else { self.tree.root() } })
     }
 
     /// A record whose content does not match its leaf was modified, unless

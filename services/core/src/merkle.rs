@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 pub use tlog_tiles::{
-    HASH_SIZE, Hash, HashReader, check_record, check_tree, prove_record, prove_tree, record_hash, stored_hash_index,
-    stored_hashes_for_record_hash, tree_hash,
+    HASH_SIZE, Hash, HashReader, check_record, check_tree, node_hash, prove_record, prove_tree, record_hash,
+    stored_hash_index, stored_hashes_for_record_hash, tree_hash,
 };
 
 use crate::canonical::{CanonicalError, to_jcs};
@@ -182,6 +182,50 @@ impl HashReader for MemoryTree {
     }
 }
 
+/// The root of a growing tree without keeping the tree: one hash per level
+/// of the largest complete subtrees so far (RFC 6962's MTH, computed
+/// incrementally). For checking roots over long histories in little memory.
+#[derive(Debug, Default, Clone)]
+pub struct CompactRange {
+    size: u64,
+    /// Roots of the complete subtrees, largest first.
+    peaks: Vec<Hash>,
+}
+
+impl CompactRange {
+    pub fn new() -> CompactRange {
+        CompactRange::default()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = leaf;
+        // Each trailing one bit of the old size is a subtree of the same
+        // height as the one being carried: merge them.
+        let mut size = self.size;
+        while size & 1 == 1 {
+            if let Some(left) = self.peaks.pop() {
+                node = node_hash(left, node);
+            }
+            size >>= 1;
+        }
+        self.peaks.push(node);
+        self.size += 1;
+    }
+
+    /// The root of the tree so far.
+    pub fn root(&self) -> Hash {
+        let mut peaks = self.peaks.iter().rev();
+        match peaks.next() {
+            None => EMPTY_ROOT,
+            Some(&last) => peaks.fold(last, |right, &left| node_hash(left, right)),
+        }
+    }
+}
+
 /// The stored-hash indexes a tree computation will read, found by running it
 /// against a reader that only takes note. Lets an async store fetch exactly
 /// those hashes, then run the computation again on [`FetchedHashes`].
@@ -275,6 +319,18 @@ mod tests {
         for (leaf, root) in leaves.iter().zip(roots) {
             tree.push(record_hash(leaf)).unwrap();
             assert_eq!(tree.root(tree.size()).unwrap(), hex_hash(root), "root of {} leaves", tree.size());
+        }
+    }
+
+    #[test]
+    fn a_compact_range_has_the_full_trees_roots() {
+        let mut tree = MemoryTree::new();
+        let mut range = CompactRange::new();
+        assert_eq!(range.root(), EMPTY_ROOT);
+        for i in 0u32..300 {
+            tree.push(record_hash(&i.to_be_bytes())).unwrap();
+            range.push(record_hash(&i.to_be_bytes()));
+            assert_eq!(range.root(), tree.root(tree.size()).unwrap(), "size {}", tree.size());
         }
     }
 

@@ -172,7 +172,16 @@ impl SqliteStore {
 
         let (head_tx, head_rx) = watch::channel(next_seq.checked_sub(1));
         let (queue_tx, queue_rx) = mpsc::channel(QUEUE_DEPTH);
-        let writer = Writer { conn, next_seq, next_stream_id, streams, ids, last_recorded_at, head: head_tx };
+        let writer = Writer {
+            conn,
+            recent: RecentHashes::default(),
+            next_seq,
+            next_stream_id,
+            streams,
+            ids,
+            last_recorded_at,
+            head: head_tx,
+        };
         let checkpoints = Connection::open(path).map_err(|e| open_error(path, e))?;
         checkpoints.pragma_update(None, "busy_timeout", 5_000)?;
         let handle = std::thread::Builder::new()
@@ -260,14 +269,17 @@ fn backfill_leaves(conn: &mut Connection) -> Result<(), StoreError> {
         let mut stmt = tx.prepare(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.leaf_hash IS NULL ORDER BY e.seq"))?;
         let rows = stmt.query_map([], raw_row)?;
         let mut update = tx.prepare("UPDATE events SET leaf_hash = ?2 WHERE seq = ?1 AND leaf_hash IS NULL")?;
+        let mut recent = RecentHashes::default();
         for row in rows {
             let event = row.map_err(StoreError::from).and_then(RawRow::into_event)?;
             let seq = event.seq;
             let leaf = shiplog_core::merkle::leaf_hash(&event)
                 .map_err(|e| StoreError::Corrupt { seq, problem: e.to_string() })?;
-            append_leaf(&tx, seq, leaf).map_err(|e| StoreError::Corrupt { seq, problem: e.to_string() })?;
+            append_leaf(&tx, &mut recent, seq, leaf)
+                .map_err(|e| StoreError::Corrupt { seq, problem: e.to_string() })?;
             update.execute(params![seq, leaf.0.as_slice()])?;
         }
+        recent.save(&tx).map_err(|e| StoreError::Storage(e.to_string()))?;
     }
     tx.commit()?;
     Ok(())
@@ -425,6 +437,7 @@ impl EventStore for SqliteStore {
 /// ledger's tip so that it need not ask the database on every append.
 struct Writer {
     conn: Connection,
+    recent: RecentHashes,
     next_seq: u64,
     next_stream_id: i64,
     /// Every stream's number and current version.
@@ -542,7 +555,7 @@ impl Writer {
                 Some(err) => Err(err.clone()),
                 None => {
                     plan(&tx, &request, recorded_at, &mut pending, &self.streams, &self.ids).and_then(|mut plan| {
-                        write(&tx, &request, &mut plan, &recorded_at_text)
+                        write(&tx, &mut self.recent, &request, &mut plan, &recorded_at_text)
                             .inspect_err(|err| broken = Some(err.clone()))?;
                         Ok(plan.into_iter().map(|p| p.receipt).collect())
                     })
@@ -550,8 +563,14 @@ impl Writer {
             };
             answers.push((request.reply, result));
         }
+        if broken.is_none() {
+            if let Err(err) = self.recent.save(&tx) {
+                broken = Some(err);
+            }
+        }
         if let Some(err) = broken {
             drop(tx); // rolls back
+            self.recent.forget_unsaved();
             tracing::error!(error = %err, "a write failed; nothing of its group was recorded");
             for (reply, _) in answers {
                 let _ = reply.send(Err(err.clone()));
@@ -576,6 +595,7 @@ impl Writer {
                 appended
             }
             Err(e) => {
+                self.recent.forget_unsaved();
                 tracing::error!(error = %e, "group commit failed; nothing of it was recorded");
                 let err = AppendError::Storage(format!("commit failed: {e}"));
                 for (reply, _) in answers {
@@ -727,6 +747,7 @@ fn recorded_receipt(tx: &rusqlite::Transaction<'_>, seq: u64) -> Result<(Receipt
 /// the Merkle tree; fills in the receipts' leaf hashes.
 fn write(
     tx: &rusqlite::Transaction<'_>,
+    recent: &mut RecentHashes,
     request: &AppendRequest,
     plan: &mut [Planned],
     recorded_at_text: &str,
@@ -752,7 +773,7 @@ fn write(
             .leaf
             .leaf(planned.receipt.seq, planned.receipt.stream_version, recorded_at_text)
             .map_err(|e| AppendError::Storage(e.to_string()))?;
-        append_leaf(tx, planned.receipt.seq, leaf)?;
+        append_leaf(tx, recent, planned.receipt.seq, leaf)?;
         if new_stream {
             insert_stream.execute(params![stream_id, planned.receipt.stream])?;
         }
@@ -780,14 +801,12 @@ fn write(
 }
 
 /// Add leaf `seq` to the stored tree: its hash and the subtrees it completes.
-fn append_leaf(conn: &Connection, seq: u64, leaf: Hash) -> Result<(), AppendError> {
-    let hashes = stored_hashes_for_record_hash(seq, leaf, &StoredHashes(conn))
+/// The hashes go to `recent`; [`RecentHashes::save`] writes them with the
+/// rest of their transaction.
+fn append_leaf(conn: &Connection, recent: &mut RecentHashes, seq: u64, leaf: Hash) -> Result<(), AppendError> {
+    let hashes = stored_hashes_for_record_hash(seq, leaf, &CachedHashes { recent, conn })
         .map_err(|e| AppendError::Storage(format!("the stored Merkle tree is incomplete at seq {seq}: {e}")))?;
-    let mut insert = conn.prepare_cached("INSERT INTO tree_hashes (idx, hash) VALUES (?1, ?2)")?;
-    let first = stored_hash_index(0, seq);
-    for (i, h) in hashes.iter().enumerate() {
-        insert.execute(params![first + i as u64, h.0.as_slice()])?;
-    }
+    recent.extend(stored_hash_index(0, seq), &hashes);
     Ok(())
 }
 
@@ -796,15 +815,101 @@ struct StoredHashes<'c>(&'c Connection);
 
 impl HashReader for StoredHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TreeError> {
-        let mut stmt = self
-            .0
-            .prepare_cached("SELECT hash FROM tree_hashes WHERE idx = ?1")
-            .map_err(|_| TreeError::IndexesNotInTree)?;
+        let mut stmt = self.0.prepare_cached(READ_HASH).map_err(|_| TreeError::IndexesNotInTree)?;
+        indexes.iter().map(|i| read_stored(&mut stmt, *i)).collect()
+    }
+}
+
+/// Stored hash `?1`, cut from the last row that starts at or before it.
+const READ_HASH: &str = "SELECT substr(hashes, (?1 - first_idx) * 32 + 1, 32) FROM tree_hashes \
+                         WHERE first_idx <= ?1 ORDER BY first_idx DESC LIMIT 1";
+
+fn read_stored(stmt: &mut rusqlite::CachedStatement<'_>, idx: u64) -> Result<Hash, TreeError> {
+    let bytes: Vec<u8> = stmt.query_row([idx], |r| r.get(0)).map_err(|_| TreeError::IndexesNotInTree)?;
+    // A row too short to hold idx yields fewer than 32 bytes: not stored.
+    <[u8; 32]>::try_from(bytes).map(Hash).map_err(|_| TreeError::IndexesNotInTree)
+}
+
+/// How many of the latest stored hashes the writer keeps at hand.
+const RECENT_HASHES: usize = 1 << 16;
+
+/// The latest stored hashes. They are written at consecutive indexes, and
+/// the next appends read mostly the latest ones (the subtrees they
+/// complete), so a window of them spares the writer most tree reads.
+#[derive(Default)]
+struct RecentHashes {
+    first: u64,
+    hashes: std::collections::VecDeque<Hash>,
+    /// Hashes from this index on are not in the database yet.
+    unsaved: u64,
+}
+
+impl RecentHashes {
+    fn get(&self, idx: u64) -> Option<Hash> {
+        let offset = usize::try_from(idx.checked_sub(self.first)?).ok()?;
+        self.hashes.get(offset).copied()
+    }
+
+    fn end(&self) -> u64 {
+        self.first + self.hashes.len() as u64
+    }
+
+    fn extend(&mut self, first: u64, hashes: &[Hash]) {
+        if first != self.end() {
+            self.hashes.clear();
+            self.first = first;
+            self.unsaved = first;
+        }
+        self.hashes.extend(hashes.iter().copied());
+        while self.hashes.len() > RECENT_HASHES && self.first < self.unsaved {
+            self.hashes.pop_front();
+            self.first += 1;
+        }
+    }
+
+    /// Write the unsaved hashes as one row, inside the caller's transaction.
+    fn save(&mut self, conn: &Connection) -> Result<(), AppendError> {
+        let end = self.end();
+        if self.unsaved >= end {
+            return Ok(());
+        }
+        let skip = usize::try_from(self.unsaved - self.first).unwrap_or(usize::MAX);
+        let blob: Vec<u8> = self.hashes.iter().skip(skip).flat_map(|h| h.0).collect();
+        conn.prepare_cached("INSERT INTO tree_hashes (first_idx, hashes) VALUES (?1, ?2)")?
+            .execute(params![self.unsaved, blob])?;
+        self.unsaved = end;
+        Ok(())
+    }
+
+    /// Forget the unsaved hashes (the transaction that made them failed).
+    fn forget_unsaved(&mut self) {
+        let keep = usize::try_from(self.unsaved.saturating_sub(self.first)).unwrap_or(usize::MAX);
+        self.hashes.truncate(keep);
+    }
+}
+
+/// Recent hashes first, the database for the rest.
+struct CachedHashes<'a> {
+    recent: &'a RecentHashes,
+    conn: &'a Connection,
+}
+
+impl HashReader for CachedHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TreeError> {
+        let mut stmt = None;
         indexes
             .iter()
-            .map(|i| {
-                let bytes: Vec<u8> = stmt.query_row([i], |r| r.get(0)).map_err(|_| TreeError::IndexesNotInTree)?;
-                <[u8; 32]>::try_from(bytes).map(Hash).map_err(|_| TreeError::MalformedHash)
+            .map(|&i| match self.recent.get(i) {
+                Some(h) => Ok(h),
+                None => {
+                    if stmt.is_none() {
+                        stmt = Some(self.conn.prepare_cached(READ_HASH).map_err(|_| TreeError::IndexesNotInTree)?);
+                    }
+                    match stmt.as_mut() {
+                        Some(stmt) => read_stored(stmt, i),
+                        None => Err(TreeError::IndexesNotInTree),
+                    }
+                }
             })
             .collect()
     }

@@ -77,7 +77,10 @@ pub async fn audit<S: EventStore + ?Sized>(
     mut progress: impl FnMut(u64),
 ) -> Result<IntegrityReport, StoreError> {
     let checkpoint = store.latest_checkpoint().await?;
-    let mut audit = Audit::new();
+    let mut audit = match &checkpoint {
+        Some(cp) => Audit::with_checkpoint_size(cp.size),
+        None => Audit::new(),
+    };
     let mut after = None;
     let mut events = 0u64;
     loop {
