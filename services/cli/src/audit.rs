@@ -183,22 +183,23 @@ pub fn verify_export(path: &Path, key: &str) -> Result<ExitCode, String> {
     let mut checkpoint: Option<String> = None;
     // A reader thread reads the next chunk of lines while this one's are
     // hashed (on this thread and one more) and fed to the audit in order.
-    let (chunks, incoming) = std::sync::mpsc::sync_channel::<Result<Vec<(u64, String)>, String>>(2);
+    let (chunks, incoming) = std::sync::mpsc::sync_channel::<Result<(u64, String), String>>(2);
     let reader_bar = bar.clone();
     let display = path.display().to_string();
     let reader = std::thread::spawn(move || {
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut number = 0u64;
         loop {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            while chunk.len() < CHUNK {
-                let mut line = String::new();
-                match reader.read_line(&mut line) {
+            // CHUNK lines, appended to one buffer.
+            let first = number + 1;
+            let mut text = String::with_capacity(CHUNK * 600);
+            let mut lines = 0;
+            while lines < CHUNK {
+                match reader.read_line(&mut text) {
                     Ok(0) => break,
                     Ok(n) => {
                         reader_bar.inc(n as u64);
-                        number += 1;
-                        chunk.push((number, line));
+                        lines += 1;
                     }
                     Err(e) => {
                         let _ = chunks.send(Err(format!("cannot read {display}: {e}")));
@@ -206,14 +207,15 @@ pub fn verify_export(path: &Path, key: &str) -> Result<ExitCode, String> {
                     }
                 }
             }
-            let last = chunk.len() < CHUNK;
-            if chunks.send(Ok(chunk)).is_err() || last {
+            number += lines as u64;
+            if chunks.send(Ok((first, text))).is_err() || lines < CHUNK {
                 return;
             }
         }
     });
     for chunk in incoming {
-        let chunk = chunk?;
+        let (first_number, text) = chunk?;
+        let chunk: Vec<(u64, &str)> = (first_number..).zip(text.split_inclusive('\n')).collect();
         let (first, second) = chunk.split_at(chunk.len() / 2);
         let (first, second) = std::thread::scope(|scope| {
             let other = scope.spawn(|| second.iter().map(|(n, l)| parse_line(*n, l)).collect::<Vec<_>>());

@@ -40,11 +40,12 @@ fn write_plain(value: &Value, out: &mut Vec<u8>) -> bool {
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
+            use std::io::Write;
             if let Some(u) = n.as_u64().filter(|u| *u <= MAX_SAFE_INTEGER) {
-                out.extend_from_slice(u.to_string().as_bytes());
+                let _ = write!(out, "{u}");
             } else if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER) {
                 // -0 cannot be an i64, so no sign to fix.
-                out.extend_from_slice(i.to_string().as_bytes());
+                let _ = write!(out, "{i}");
             } else {
                 return false;
             }

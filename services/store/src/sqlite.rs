@@ -830,6 +830,9 @@ fn read_stored(stmt: &mut rusqlite::CachedStatement<'_>, idx: u64) -> Result<Has
     <[u8; 32]>::try_from(bytes).map(Hash).map_err(|_| TreeError::IndexesNotInTree)
 }
 
+/// Stored hashes per `tree_hashes` row: 8 KiB.
+const HASHES_PER_ROW: usize = 256;
+
 /// How many of the latest stored hashes the writer keeps at hand.
 const RECENT_HASHES: usize = 1 << 16;
 
@@ -867,16 +870,17 @@ impl RecentHashes {
         }
     }
 
-    /// Write the unsaved hashes as one row, inside the caller's transaction.
+    /// Write the unsaved hashes, inside the caller's transaction, in rows of
+    /// at most [`HASHES_PER_ROW`] (a read cuts one hash out of one row).
     fn save(&mut self, conn: &Connection) -> Result<(), AppendError> {
         let end = self.end();
-        if self.unsaved >= end {
-            return Ok(());
+        let skip = usize::try_from(self.unsaved.saturating_sub(self.first)).unwrap_or(usize::MAX);
+        let unsaved: Vec<&Hash> = self.hashes.iter().skip(skip).collect();
+        let mut insert = conn.prepare_cached("INSERT INTO tree_hashes (first_idx, hashes) VALUES (?1, ?2)")?;
+        for (i, row) in unsaved.chunks(HASHES_PER_ROW).enumerate() {
+            let blob: Vec<u8> = row.iter().flat_map(|h| h.0).collect();
+            insert.execute(params![self.unsaved + (i * HASHES_PER_ROW) as u64, blob])?;
         }
-        let skip = usize::try_from(self.unsaved - self.first).unwrap_or(usize::MAX);
-        let blob: Vec<u8> = self.hashes.iter().skip(skip).flat_map(|h| h.0).collect();
-        conn.prepare_cached("INSERT INTO tree_hashes (first_idx, hashes) VALUES (?1, ?2)")?
-            .execute(params![self.unsaved, blob])?;
         self.unsaved = end;
         Ok(())
     }
