@@ -432,3 +432,24 @@ fn tampering_with_the_sqlite_file_is_caught_at_the_right_seq() {
         assert!(err.contains(&says), "{name}: expected {says:?} in {err}");
     }
 }
+
+#[test]
+fn a_ledger_whose_signing_key_is_lost_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    record_history(&server, 3);
+    let _ = get_text(&server, "/v1/checkpoint");
+    stop(server);
+    std::fs::rename(dir.path().join("checkpoint.key"), dir.path().join("elsewhere.key")).unwrap();
+
+    let out =
+        Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("checkpoint.key is missing") && err.contains("--checkpoint-key"), "{err}");
+    assert!(!dir.path().join("checkpoint.key").exists(), "no new key replaces the lost one");
+
+    let server =
+        Server::start_in(dir.path(), &["--checkpoint-key", dir.path().join("elsewhere.key").to_str().unwrap()]);
+    assert_eq!(server.get("/readyz").0, 200);
+}

@@ -74,8 +74,6 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
 
     let key_path = args.checkpoint_key.or(file.checkpoint_key);
     let origin = args.origin.or(file.origin).unwrap_or_else(|| "shiplog.local/ledger".to_owned());
-    let signer = load_or_create_key(key_path.as_deref(), &data_dir, &origin)?;
-
     let store = match &store_url {
         StoreUrl::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -94,6 +92,20 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let addr = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
     let config = ServerConfig { limits, workers, ..ServerConfig::default() };
     actix_web::rt::System::new().block_on(async move {
+        let signed_before = match store.latest_checkpoint().await {
+            Ok(cp) => cp.map(|cp| cp.size),
+            Err(e) => {
+                store.close().await;
+                return Err(format!("cannot read the ledger: {e}"));
+            }
+        };
+        let signer = match load_or_create_key(key_path.as_deref(), &data_dir, &origin, signed_before) {
+            Ok(signer) => signer,
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
+        };
         let ledger = match Ledger::open(Arc::clone(&store), signer).await {
             Ok(ledger) => ledger,
             Err(e) => {
@@ -130,12 +142,26 @@ fn init_logging(format: Option<&str>) -> Result<(), String> {
 }
 
 /// The checkpoint signing key: read from `explicit` (which must exist), or
-/// from the data directory, where it is created (mode 0600) on first start.
-fn load_or_create_key(explicit: Option<&Path>, data_dir: &Path, origin: &str) -> Result<CheckpointSigner, String> {
+/// from the data directory, where it is created (mode 0600) on first start,
+/// unless the ledger already has checkpoints: a new key could not sign a
+/// successor to them that anyone could check.
+fn load_or_create_key(
+    explicit: Option<&Path>,
+    data_dir: &Path,
+    origin: &str,
+    signed_before: Option<u64>,
+) -> Result<CheckpointSigner, String> {
     let path = explicit.map_or_else(|| data_dir.join("checkpoint.key"), Path::to_owned);
     match std::fs::read_to_string(&path) {
         Ok(text) => CheckpointSigner::from_signer_key(&text)
             .map_err(|e| format!("the checkpoint key {} is unusable: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() && signed_before.is_some() => {
+            Err(format!(
+                "{} is missing, but this ledger has checkpoints (up to size {}) signed with it; restore the key, or point --checkpoint-key at it",
+                path.display(),
+                signed_before.unwrap_or(0)
+            ))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| format!("no randomness to make a checkpoint key: {e}"))?;
