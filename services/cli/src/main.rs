@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod client;
 mod config;
+mod policy;
 mod record;
 mod serve;
 
@@ -36,6 +37,8 @@ enum Command {
     Export(audit::ExportArgs),
     /// Check an export offline, or that a server's log extends a kept checkpoint
     Verify(audit::VerifyArgs),
+    /// Check the release gates offline: validate the policies, run their tests
+    Policy(policy::PolicyArgs),
     /// Measure the ledger (A1: embedded batch appends; A2: concurrent HTTP appends)
     Bench(bench::BenchArgs),
 }
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Record(args) => record::run(args),
         Command::Export(args) => audit::export(args),
         Command::Verify(args) => audit::verify(args),
+        Command::Policy(args) => policy::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -106,24 +106,32 @@ pub struct Audit {
     max_seq: Option<u64>,
 }
 
-/// Which seqs were seen: a bitset, 1 bit per seq.
+/// Which seqs were seen: a bitset for the seqs a history of this length
+/// can have, and a small set for the far-off ones a damaged or hostile
+/// input may claim (so no claim can make it allocate without bound).
 #[derive(Default)]
-struct Seen(Vec<u64>);
+struct Seen {
+    bits: Vec<u64>,
+    far: std::collections::BTreeSet<u64>,
+}
+
+/// How far past the records read so far a seq still goes in the bitset.
+const SLACK: u64 = 1 << 20;
 
 impl Seen {
-    /// Mark `seq`; whether it was new.
-    fn insert(&mut self, seq: u64) -> bool {
-        let (word, bit) = (usize::try_from(seq / 64).unwrap_or(usize::MAX), seq % 64);
-        if word >= self.0.len() {
-            if word > (1 << 32) {
-                return true; // absurd seqs are reported as missing gaps, not stored
-            }
-            self.0.resize(word + 1, 0);
+    /// Mark `seq`, read as record number `position`; whether it was new.
+    fn insert(&mut self, seq: u64, position: u64) -> bool {
+        if seq > position.saturating_add(SLACK) {
+            return if self.far.len() < KEEP { self.far.insert(seq) } else { !self.far.contains(&seq) };
         }
-        match self.0.get_mut(word) {
+        let Ok(word) = usize::try_from(seq / 64) else { return true };
+        if word >= self.bits.len() {
+            self.bits.resize(word + 1, 0);
+        }
+        match self.bits.get_mut(word) {
             Some(w) => {
-                let new = *w & (1 << bit) == 0;
-                *w |= 1 << bit;
+                let new = *w & (1 << (seq % 64)) == 0;
+                *w |= 1 << (seq % 64);
                 new
             }
             None => true,
@@ -131,7 +139,35 @@ impl Seen {
     }
 
     fn contains(&self, seq: u64) -> bool {
-        usize::try_from(seq / 64).ok().and_then(|w| self.0.get(w)).is_some_and(|w| w & (1 << (seq % 64)) != 0)
+        let in_bits =
+            usize::try_from(seq / 64).ok().and_then(|w| self.bits.get(w)).is_some_and(|w| w & (1 << (seq % 64)) != 0);
+        in_bits || self.far.contains(&seq)
+    }
+
+    /// The smallest seen seq at or after `from`.
+    fn first_from(&self, from: u64) -> Option<u64> {
+        let start = usize::try_from(from / 64).unwrap_or(usize::MAX);
+        let in_bits = self.bits.iter().enumerate().skip(start).find_map(|(i, &w)| {
+            let w = if i == start { w & (u64::MAX << (from % 64)) } else { w };
+            (w != 0).then(|| i as u64 * 64 + u64::from(w.trailing_zeros()))
+        });
+        let far = self.far.range(from..).next().copied();
+        match (in_bits, far) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Which of two findings at one seq to report: the more basic fault.
+fn rank(f: Fault) -> u8 {
+    match f {
+        Fault::Malformed => 0,
+        Fault::Missing => 1,
+        Fault::Extra => 2,
+        Fault::Reordered => 3,
+        Fault::Modified => 4,
+        Fault::RootMismatch => 5,
     }
 }
 
@@ -172,7 +208,7 @@ impl Audit {
                 return;
             }
         };
-        if !self.seen.insert(seq) {
+        if !self.seen.insert(seq, position) {
             self.duplicates.push(seq);
         }
         self.max_seq = self.max_seq.max(Some(seq));
@@ -222,7 +258,7 @@ impl Audit {
                 detail: "a second record has this seq".into(),
             });
         }
-        let seen_up_to = self.max_seq.map_or(0, |m| m + 1);
+        let seen_up_to = self.max_seq.map_or(0, |m| m.saturating_add(1));
         let expected = match checkpoint {
             Some((size, _)) if exact => size,
             Some((size, _)) => size.max(seen_up_to),
@@ -245,8 +281,7 @@ impl Audit {
             }
         }
         if let Some((size, _)) = checkpoint.filter(|_| exact) {
-            if self.max_seq.is_some_and(|m| m >= size) {
-                let extra = (size..=self.max_seq.unwrap_or(size)).find(|&s| self.seen.contains(s)).unwrap_or(size);
+            if let Some(extra) = self.seen.first_from(size) {
                 findings.push(Finding {
                     seq: Some(extra),
                     fault: Fault::Extra,
@@ -256,7 +291,7 @@ impl Audit {
         }
         findings.extend(self.diagnose_mismatches());
 
-        if let Some(first) = findings.into_iter().min_by_key(|f| (f.seq.unwrap_or(u64::MAX), f.fault as u8)) {
+        if let Some(first) = findings.into_iter().min_by_key(|f| (f.seq.unwrap_or(u64::MAX), rank(f.fault))) {
             return Err(first);
         }
         let records = self.tree.size();
@@ -291,37 +326,37 @@ impl Audit {
         Ok(Verified { records: if exact { size } else { records }, root: if exact { root } else { self.tree.root() } })
     }
 
-    /// A record whose content does not match its leaf was modified, unless
-    /// it matches the leaf of another bad record's place: then the two
-    /// traded places.
+    /// The first record whose content does not match its leaf was modified,
+    /// unless it matches the leaf of another bad record's place: then the
+    /// two traded places. (Only the first is diagnosed: it is the one
+    /// reported.)
     fn diagnose_mismatches(&self) -> Vec<Finding> {
-        let mut findings = Vec::new();
-        for m in &self.mismatches {
-            let partner = self.mismatches.iter().find(|other| {
-                other.seq != m.seq && {
-                    let mut moved = m.record.clone();
-                    moved["seq"] = Value::from(other.seq);
-                    leaf_hash_of_value(&moved).is_ok_and(|leaf| leaf == m.claimed || leaf == other.claimed)
-                }
-            });
-            findings.push(match partner {
-                Some(other) => Finding {
-                    seq: Some(m.seq.min(other.seq)),
-                    fault: Fault::Reordered,
-                    detail: format!(
-                        "the records at seq {} and {} traded places",
-                        m.seq.min(other.seq),
-                        m.seq.max(other.seq)
-                    ),
-                },
-                None => Finding {
-                    seq: Some(m.seq),
-                    fault: Fault::Modified,
-                    detail: "its content does not hash to its leaf hash".into(),
-                },
-            });
-        }
-        findings
+        let Some(m) = self.mismatches.iter().min_by_key(|m| m.seq) else {
+            return Vec::new();
+        };
+        let partner = self.mismatches.iter().find(|other| {
+            other.seq != m.seq && {
+                let mut moved = m.record.clone();
+                moved["seq"] = Value::from(other.seq);
+                leaf_hash_of_value(&moved).is_ok_and(|leaf| leaf == m.claimed || leaf == other.claimed)
+            }
+        });
+        vec![match partner {
+            Some(other) => Finding {
+                seq: Some(m.seq.min(other.seq)),
+                fault: Fault::Reordered,
+                detail: format!(
+                    "the records at seq {} and {} traded places",
+                    m.seq.min(other.seq),
+                    m.seq.max(other.seq)
+                ),
+            },
+            None => Finding {
+                seq: Some(m.seq),
+                fault: Fault::Modified,
+                detail: "its content does not hash to its leaf hash".into(),
+            },
+        }]
     }
 }
 
@@ -453,6 +488,25 @@ mod tests {
                 Err(f) => assert_eq!((f.seq, f.fault), (seq, fault), "{name}: {f}"),
             }
         }
+    }
+
+    #[test]
+    fn hostile_seqs_neither_exhaust_memory_nor_hang() {
+        let good = records(5);
+        let cp = Some((5, root_of(&good)));
+        for seq in [u64::MAX, 200_000_000_000, 1 << 40] {
+            let mut lines = good.clone();
+            let r =
+                json!({"seq": seq, "id": "x", "type": "flag.changed", "stream": "s", "streamVersion": 0, "data": {}});
+            let leaf = leaf_hash_of_value(&r).unwrap();
+            lines.push((r, leaf));
+            let err = audit(&lines, cp).unwrap_err();
+            assert_eq!((err.seq, err.fault), (Some(seq), Fault::Extra), "seq {seq}");
+        }
+        let mut lines = good.clone();
+        lines[2].0["seq"] = json!("2");
+        let err = audit(&lines, cp).unwrap_err();
+        assert_eq!((err.seq, err.fault), (Some(2), Fault::Malformed), "{err}");
     }
 
     #[test]

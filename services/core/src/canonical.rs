@@ -64,15 +64,19 @@ fn write_plain(value: &Value, out: &mut Vec<u8>) -> bool {
             out.push(b']');
         }
         Value::Object(map) => {
+            // JCS orders members by the UTF-16 code units of their keys:
+            // byte order, for keys without characters from U+E000 up.
+            // (serde_json keeps maps sorted, unless a dependency turns on
+            // its insertion order, as cedar-policy does.)
+            if map.keys().any(|k| k.chars().any(|c| c >= '\u{e000}')) {
+                return false;
+            }
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            if !entries.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)) {
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            }
             out.push(b'{');
-            let mut previous: Option<&str> = None;
-            for (i, (key, item)) in map.iter().enumerate() {
-                // Sorted keys are what serde_json's map gives; should a
-                // dependency turn on its insertion order, the library sorts.
-                if key.chars().any(|c| c >= '\u{e000}') || previous.is_some_and(|p| p >= key.as_str()) {
-                    return false;
-                }
-                previous = Some(key);
+            for (i, (key, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }

@@ -281,6 +281,9 @@ impl NewEvent {
                 )
             })?
             .with_timezone(&Utc);
+        if !(1..=9999).contains(&chrono::Datelike::year(&occurred_at)) {
+            return Err(EventError::invalid("occurredAt", "must fall between the years 1 and 9999 in UTC"));
+        }
 
         let actor = Name::parse(take_string(&mut obj, "actor")?).map_err(|e| EventError::invalid("actor", e))?;
 

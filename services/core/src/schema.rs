@@ -22,7 +22,7 @@ pub fn event_schemas() -> Vec<(String, String)> {
 }
 
 fn pretty(v: &Value) -> String {
-    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    let mut s = serde_json::to_string_pretty(&sorted(v)).unwrap_or_default();
     s.push('\n');
     s
 }
@@ -57,4 +57,18 @@ fn envelope_schema() -> Value {
             }
         }
     })
+}
+
+/// The value with every object's keys in order, whatever order the map
+/// type keeps: the files must not change with the features a build enables.
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }

@@ -134,6 +134,11 @@ fn events_are_parsed_at_the_edge() {
             Refused { field: "occurredAt", says: "RFC 3339" },
         ),
         (
+            "a time past the year 9999 in UTC is refused",
+            with(base("commit.pushed", commit.clone()), "occurredAt", json!("9999-12-31T23:59:59-01:00")),
+            Refused { field: "occurredAt", says: "years 1 and 9999" },
+        ),
+        (
             "actor is required",
             without(base("commit.pushed", commit.clone()), "actor"),
             Refused { field: "actor", says: "missing field" },

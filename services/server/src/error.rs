@@ -142,7 +142,7 @@ impl ResponseError for ApiError {
 impl From<AppendError> for ApiError {
     fn from(err: AppendError) -> Self {
         match &err {
-            AppendError::IdConflict { index, id } => {
+            AppendError::IdConflict { index, id } | AppendError::IdRepeated { index, id, .. } => {
                 ApiError::new(Code::IdConflict, err.to_string()).with("index", *index).with("id", id.to_string())
             }
             AppendError::VersionConflict { index, id, stream, expected, current } => {

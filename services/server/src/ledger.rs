@@ -111,10 +111,10 @@ impl Ledger {
         }
         let root = tree::root(self.store.as_ref(), size).await?;
         if let Some(previous) = latest.as_ref().filter(|cp| cp.size > 0) {
-            let consistent = match tree::consistency_proof(self.store.as_ref(), previous.size, size).await {
-                Ok(proof) => check_tree(&proof, size, root, previous.size, previous.root).is_ok(),
-                Err(_) => false,
-            };
+            // A store that cannot answer is an error, not evidence of
+            // tampering; only a proof that fails to check is.
+            let proof = tree::consistency_proof(self.store.as_ref(), previous.size, size).await?;
+            let consistent = check_tree(&proof, size, root, previous.size, previous.root).is_ok();
             if !consistent {
                 let finding = Finding {
                     seq: None,
@@ -144,10 +144,10 @@ fn open_stored(stored: &StoredCheckpoint, signer: &CheckpointSigner) -> Result<S
         ))
     })?;
     if (opened.size, opened.root) != (stored.size, stored.root) {
-        return Err(StoreError::Corrupt {
-            seq: stored.size,
-            problem: "the stored checkpoint's size or root differs from its signed note".into(),
-        });
+        return Err(StoreError::Unavailable(format!(
+            "the checkpoint stored for size {} differs from its own signed note: the checkpoints table was altered; restore it from a backup",
+            stored.size
+        )));
     }
     Ok(opened)
 }

@@ -41,6 +41,9 @@ pub async fn inclusion(req: HttpRequest, state: web::Data<AppState>) -> Result<H
     if tree_size > size {
         return Err(bad("treeSize", format!("treeSize {tree_size} is larger than the ledger ({size} events)")));
     }
+    if tree_size == 0 {
+        return Err(bad("treeSize", "the tree is empty: no event can be proven in it".into()));
+    }
     if seq >= tree_size {
         return Err(bad(
             "seq",

@@ -5,6 +5,10 @@ use uuid::Uuid;
 pub enum AppendError {
     #[error("event {id} (batch index {index}) was already recorded with other content; an event id can be used once")]
     IdConflict { index: usize, id: Uuid },
+    #[error(
+        "event {id} appears twice in the batch (indexes {first} and {index}) with different content; an event id can be used once"
+    )]
+    IdRepeated { index: usize, first: usize, id: Uuid },
     #[error("stream {stream:?} is at version {}, but event {id} (batch index {index}) expected {}", fmt_version(*current), fmt_expected(*expected))]
     VersionConflict { index: usize, id: Uuid, stream: String, expected: i64, current: Option<u64> },
     #[error("the store is not taking appends: {0}")]

@@ -563,6 +563,7 @@ impl Writer {
             };
             answers.push((request.reply, result));
         }
+        let unsaved = self.recent.unsaved;
         if broken.is_none() {
             if let Err(err) = self.recent.save(&tx) {
                 broken = Some(err);
@@ -595,6 +596,8 @@ impl Writer {
                 appended
             }
             Err(e) => {
+                // What `save` wrote was rolled back with the rest.
+                self.recent.unsaved = unsaved;
                 self.recent.forget_unsaved();
                 tracing::error!(error = %e, "group commit failed; nothing of it was recorded");
                 let err = AppendError::Storage(format!("commit failed: {e}"));
@@ -659,7 +662,7 @@ fn plan(
                     planned.push(Planned { receipt, new: None, same_as: Some(first) });
                     continue;
                 }
-                _ => return Err(AppendError::IdConflict { index, id: event.id }),
+                _ => return Err(AppendError::IdRepeated { index, first, id: event.id }),
             }
         }
         if let Some(&seq) = pending.ids.get(&event.id).or_else(|| ids.get(&event.id)) {
@@ -958,8 +961,11 @@ impl RawRow {
     fn into_event(self) -> Result<RecordedEvent, StoreError> {
         let seq = self.seq;
         let corrupt = |problem: String| StoreError::Corrupt { seq, problem };
+        // RFC 3339 as written; a signed year as chrono writes years outside
+        // 0..=9999 (refused at the edge now, but never unreadable).
         let time = |field: &str, t: &str| {
             DateTime::parse_from_rfc3339(t)
+                .or_else(|_| t.parse::<DateTime<chrono::FixedOffset>>())
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| corrupt(format!("{field} {t:?}: {e}")))
         };
