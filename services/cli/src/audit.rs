@@ -144,31 +144,35 @@ enum Line {
 }
 
 fn parse_line(number: u64, line: &str) -> Line {
+    use shiplog_core::canonical::Json;
     if line.trim().is_empty() {
         return Line::Blank;
     }
-    let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(line) else {
+    let Ok(Json::Object(mut record)) = serde_json::from_str::<Json>(line) else {
         return Line::Bad(format!("line {number} is not a JSON object"));
     };
     if let Some(note) = record.remove("checkpoint") {
-        return Line::Checkpoint(note.as_str().unwrap_or_default().to_owned());
+        return Line::Checkpoint(match note {
+            Json::String(s) => s,
+            _ => String::new(),
+        });
     }
     let claimed = match record.remove("leafHash") {
         None => None,
-        Some(Value::String(h)) => match from_hex(&h) {
+        Some(Json::String(h)) => match from_hex(&h) {
             Some(h) => Some(h),
             None => return Line::Bad(format!("line {number}: leafHash is not a hex SHA-256")),
         },
         Some(_) => return Line::Bad(format!("line {number}: leafHash is not a string")),
     };
-    let record = Value::Object(record);
-    let hashed = shiplog_core::audit::hash_record(&record);
+    let record = Json::Object(record);
+    let hashed = shiplog_core::audit::hash_json_record(&record);
     let matches = match (&hashed, claimed) {
         (Ok((_, leaf)), Some(claimed)) => *leaf == claimed,
         _ => true,
     };
     // Dropped here, on the thread that parsed it, unless it is needed.
-    Line::Record { record: (!matches).then_some(record), hashed, claimed }
+    Line::Record { record: (!matches).then(|| record.to_value()), hashed, claimed }
 }
 
 /// Lines read and hashed per step; each step's lines are hashed on two

@@ -245,7 +245,157 @@ mod fast_path {
                 String::from_utf8(reference_jcs(&value).unwrap()).unwrap(),
                 "{value}"
             );
+            let json: Json = serde_json::from_value(value.clone()).unwrap();
+            assert_eq!(json.to_jcs().unwrap(), reference_jcs(&value).unwrap(), "as Json: {value}");
         }
         assert!(plain > 5_000, "the fast path was taken only {plain} times");
+    }
+}
+
+/// A JSON value whose objects keep their members sorted by key: what large
+/// inputs (exports) are parsed into for hashing, so that neither the parser
+/// nor the canonical writer has to hash or sort keys, whatever map type
+/// serde_json was built with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(String),
+    Array(Vec<Json>),
+    Object(std::collections::BTreeMap<String, Json>),
+}
+
+impl Json {
+    /// As a serde_json value.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Number(n) => Value::Number(n.clone()),
+            Json::String(s) => Value::String(s.clone()),
+            Json::Array(items) => Value::Array(items.iter().map(Json::to_value).collect()),
+            Json::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_value())).collect()),
+        }
+    }
+
+    /// The RFC 8785 canonical bytes.
+    pub fn to_jcs(&self) -> Result<Vec<u8>, CanonicalError> {
+        let mut out = Vec::with_capacity(512);
+        if write_json(self, &mut out) { Ok(out) } else { reference_jcs(&self.to_value()) }
+    }
+}
+
+/// [`write_plain`] for [`Json`]: its maps are sorted already.
+fn write_json(value: &Json, out: &mut Vec<u8>) -> bool {
+    match value {
+        Json::Object(map) => {
+            out.push(b'{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if key.chars().any(|c| c >= '\u{e000}') {
+                    return false;
+                }
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(key, out);
+                out.push(b':');
+                if !write_json(item, out) {
+                    return false;
+                }
+            }
+            out.push(b'}');
+            true
+        }
+        Json::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if !write_json(item, out) {
+                    return false;
+                }
+            }
+            out.push(b']');
+            true
+        }
+        Json::Null => write_plain(&Value::Null, out),
+        Json::Bool(b) => write_plain(&Value::Bool(*b), out),
+        Json::Number(n) => write_plain(&Value::Number(n.clone()), out),
+        Json::String(s) => {
+            write_string(s, out);
+            true
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Json;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Json, E> {
+                Ok(Json::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
+                Ok(Json::Bool(b))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
+                Ok(Json::Number(n.into()))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
+                Ok(Json::Number(n.into()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Json, E> {
+                serde_json::Number::from_f64(n)
+                    .map(Json::Number)
+                    .ok_or_else(|| E::custom("a number that is not finite"))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Json, E> {
+                Ok(Json::String(s.to_owned()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Json, E> {
+                Ok(Json::String(s))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Json::Array(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+                let mut members = std::collections::BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, Json>()? {
+                    members.insert(k, v);
+                }
+                Ok(Json::Object(members))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod sorted_json {
+    use super::*;
+
+    #[test]
+    fn json_and_value_canonicalise_alike() {
+        let texts = [
+            r#"{"b": [1, -2, 3.5, 1e21, "x\n\u0001"], "a": {"\u20ac": null, "z": true, "\ue000": 0}, "c": 18446744073709551615}"#,
+            r#"{"seq": 4, "data": {"to": {"on": true, "ratio": 0.25}, "from": 3}, "id": "x"}"#,
+        ];
+        for text in texts {
+            let json: Json = serde_json::from_str(text).unwrap();
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(json.to_jcs().unwrap(), reference_jcs(&value).unwrap(), "{text}");
+            assert_eq!(json.to_value(), value);
+        }
     }
 }
