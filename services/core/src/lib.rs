@@ -10,6 +10,7 @@ pub mod audit;
 pub mod canonical;
 pub mod checkpoint;
 pub mod event;
+pub mod facts;
 pub mod merkle;
 pub mod name;
 pub mod record;

@@ -1,0 +1,355 @@
+//! The facts release gates decide from, as the ledger records them: which
+//! artifacts succeeded in staging, their tests and scans, approvals in force,
+//! canary analyses, migrations, infrastructure changes, reviews.
+//!
+//! A projection: fed every event in `seq` order ([`GateFacts::apply`]),
+//! rebuilt by replaying the log, never a second source of truth. Questions
+//! that depend on the directory (is this approver a tech lead?) take it as a
+//! function, so the projection stays pure.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::event::data::{Approval, ApprovalScope, MigrationPhase, Outcome, ReviewState};
+use crate::event::{EventData, EventType};
+use crate::record::RecordedEvent;
+
+/// An approval as recorded, and whether a later `approval.revoked` undid it.
+#[derive(Debug, Clone, PartialEq)]
+struct Granted {
+    approval: Approval,
+    revoked: bool,
+}
+
+/// Latest result per test suite, or per scanner.
+type Latest<K, V> = HashMap<K, V>;
+
+#[derive(Debug, Default, Clone)]
+pub struct GateFacts {
+    applied: Option<u64>,
+    staging_succeeded: HashSet<String>,
+    tests: HashMap<String, Latest<String, bool>>,
+    scans: HashMap<String, Latest<(String, String), u64>>,
+    approvals: Vec<Granted>,
+    canaries: HashMap<String, (f64, f64)>,
+    expand_in_production: HashSet<(String, String)>,
+    infra_in_staging: HashSet<String>,
+    reviews: HashMap<(String, u64), Latest<String, ReviewState>>,
+    change_authors: HashMap<(String, u64), String>,
+    policy_hash: Option<String>,
+}
+
+/// The subject of a question: what the gate is asked about.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Subject<'a> {
+    pub principal: &'a str,
+    pub service: Option<&'a str>,
+    pub environment: Option<&'a str>,
+    pub artifact: Option<&'a str>,
+}
+
+impl GateFacts {
+    pub fn new() -> GateFacts {
+        GateFacts::default()
+    }
+
+    /// The seq of the last event applied.
+    pub fn applied(&self) -> Option<u64> {
+        self.applied
+    }
+
+    /// The hash of the last policy set activated.
+    pub fn policy_hash(&self) -> Option<&str> {
+        self.policy_hash.as_deref()
+    }
+
+    /// Take the next event into account. Events must come in `seq` order;
+    /// an event already applied is ignored (replays are idempotent).
+    pub fn apply(&mut self, event: &RecordedEvent) {
+        if self.applied.is_some_and(|a| event.seq <= a) {
+            return;
+        }
+        self.applied = Some(event.seq);
+        // Stored events passed the edge's checks; one that no longer parses
+        // (its type's rules grew stricter) simply adds no fact.
+        let Ok(typed) = typed(event) else { return };
+        match typed {
+            EventData::DeploymentSucceeded(d) if d.environment.as_str() == "staging" => {
+                self.staging_succeeded.insert(d.artifact.to_string());
+            }
+            EventData::TestsFinished(t) => {
+                let passed = t.outcome == Outcome::Success && t.failed == 0;
+                for subject in [t.artifact.as_ref().map(ToString::to_string), t.sha.as_ref().map(ToString::to_string)]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.tests.entry(subject).or_default().insert(format!("{}/{:?}", t.suite, t.kind), passed);
+                }
+            }
+            EventData::ScanFinished(s) => {
+                self.scans
+                    .entry(s.artifact.to_string())
+                    .or_default()
+                    .insert((s.scanner.to_string(), format!("{:?}", s.kind)), s.critical);
+            }
+            EventData::ApprovalGranted(a) => self.approvals.push(Granted { approval: a, revoked: false }),
+            EventData::ApprovalRevoked(r) => {
+                for g in self.approvals.iter_mut().filter(|g| same_grant(&g.approval, &r)) {
+                    g.revoked = true;
+                }
+            }
+            EventData::CanaryAnalyzed(c) => {
+                self.canaries.insert(c.deployment_id.to_string(), (c.error_rate, c.p95_latency_ms));
+            }
+            EventData::MigrationApplied(m)
+                if m.environment.as_str() == "production" && m.phase == MigrationPhase::Expand =>
+            {
+                self.expand_in_production.insert((m.service.to_string(), m.name.to_string()));
+            }
+            EventData::InfraApplied(i) if i.environment.as_str() == "staging" && i.outcome == Outcome::Success => {
+                self.infra_in_staging.insert(i.change_id.to_string());
+            }
+            EventData::ChangeOpened(c) => {
+                self.change_authors.insert((c.repo.to_string(), c.number), c.author.to_string());
+            }
+            EventData::ChangeReviewed(r) => {
+                self.reviews.entry((r.repo.to_string(), r.number)).or_default().insert(r.reviewer.to_string(), r.state);
+            }
+            EventData::PolicyActivated(p) => self.policy_hash = Some(p.policy_set_hash.to_string()),
+            _ => {}
+        }
+    }
+
+    pub fn staging_succeeded(&self, artifact: &str) -> bool {
+        self.staging_succeeded.contains(artifact)
+    }
+
+    /// Tests recorded for the artifact (or commit), and the latest run of
+    /// every suite passed.
+    pub fn tests_passed(&self, subject: &str) -> bool {
+        self.tests.get(subject).is_some_and(|suites| !suites.is_empty() && suites.values().all(|p| *p))
+    }
+
+    /// `(scanned, critical findings in the latest scan of each scanner)`.
+    pub fn scans(&self, artifact: &str) -> (bool, u64) {
+        match self.scans.get(artifact) {
+            None => (false, 0),
+            Some(latest) => (!latest.is_empty(), latest.values().sum()),
+        }
+    }
+
+    /// Approvals in force (not revoked) of one of `scopes`, by someone
+    /// other than the principal, that fit the subject: an approval that
+    /// names a service, an environment or an artifact counts only for it.
+    pub fn approvers<'a>(
+        &'a self,
+        subject: &'a Subject<'a>,
+        scopes: &'a [ApprovalScope],
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.approvals
+            .iter()
+            .filter(move |g| !g.revoked)
+            .map(|g| &g.approval)
+            .filter(move |a| {
+                scopes.contains(&a.scope)
+                    && a.approver.as_str() != subject.principal
+                    && fits(a.service.as_ref().map(|n| n.as_str()), subject.service)
+                    && fits(a.environment.as_ref().map(|n| n.as_str()), subject.environment)
+                    && fits(a.artifact.as_ref().map(|n| n.as_str()), subject.artifact)
+            })
+            .map(|a| a.approver.as_str())
+    }
+
+    /// Approvers (other than `principal`) of an infrastructure change.
+    pub fn infra_approvers<'a>(&'a self, principal: &'a str, change_id: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.approvals
+            .iter()
+            .filter(move |g| {
+                !g.revoked
+                    && g.approval.scope == ApprovalScope::Infra
+                    && g.approval.approver.as_str() != principal
+                    && g.approval.change_id.as_ref().is_some_and(|c| c.as_str() == change_id)
+            })
+            .map(|g| g.approval.approver.as_str())
+    }
+
+    /// The recorded canary analysis of a deployment: (error rate, p95 ms).
+    pub fn canary(&self, deployment_id: &str) -> Option<(f64, f64)> {
+        self.canaries.get(deployment_id).copied()
+    }
+
+    pub fn expand_in_production(&self, service: &str, migration: &str) -> bool {
+        self.expand_in_production.contains(&(service.to_owned(), migration.to_owned()))
+    }
+
+    pub fn infra_applied_to_staging(&self, change_id: &str) -> bool {
+        self.infra_in_staging.contains(change_id)
+    }
+
+    /// Someone other than the change's author (or, when the ledger does not
+    /// know the author, other than `principal`) approved it in their latest
+    /// review.
+    pub fn review_approved_by_other(&self, repo: &str, number: u64, principal: &str) -> bool {
+        let key = (repo.to_owned(), number);
+        let author = self.change_authors.get(&key).map_or(principal, String::as_str);
+        self.reviews.get(&key).is_some_and(|reviews| {
+            reviews
+                .iter()
+                .any(|(reviewer, state)| *state == ReviewState::Approved && reviewer != author && reviewer != principal)
+        })
+    }
+}
+
+/// A revocation undoes the grants it names: same approver and scope, and
+/// the same service, environment, artifact and change where it names them.
+fn same_grant(grant: &Approval, revoke: &Approval) -> bool {
+    grant.approver == revoke.approver
+        && grant.scope == revoke.scope
+        && revoke.service.as_ref().is_none_or(|s| grant.service.as_ref() == Some(s))
+        && revoke.environment.as_ref().is_none_or(|e| grant.environment.as_ref() == Some(e))
+        && revoke.artifact.as_ref().is_none_or(|a| grant.artifact.as_ref() == Some(a))
+        && revoke.change_id.as_ref().is_none_or(|c| grant.change_id.as_ref() == Some(c))
+}
+
+/// An approval's field fits the subject when the approval leaves it open or
+/// names the subject's value.
+fn fits(approved: Option<&str>, wanted: Option<&str>) -> bool {
+    match approved {
+        None => true,
+        Some(a) => wanted == Some(a),
+    }
+}
+
+fn typed(event: &RecordedEvent) -> Result<EventData, ()> {
+    let raw = serde_json::json!({
+        "id": event.id,
+        "type": event.event_type,
+        "occurredAt": crate::event::format_time(&event.occurred_at),
+        "actor": event.actor,
+        "stream": event.stream,
+        "data": event.data,
+    });
+    let author = if event.event_type.is_server_only() { crate::Author::Server } else { crate::Author::Client };
+    match event.event_type {
+        EventType::DecisionRecorded | EventType::TokenCreated | EventType::TokenRevoked => Err(()),
+        _ => crate::NewEvent::parse(raw, author).map(|e| e.typed).map_err(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn recorded(seq: u64, kind: &str, data: Value) -> RecordedEvent {
+        RecordedEvent {
+            seq,
+            id: uuid::Uuid::new_v4(),
+            event_type: EventType::parse(kind).unwrap(),
+            stream: "s".into(),
+            stream_version: seq,
+            occurred_at: chrono::Utc::now(),
+            recorded_at: chrono::Utc::now(),
+            recorded_by: "t".into(),
+            actor: "a".into(),
+            source: None,
+            data,
+            links: Vec::new(),
+            leaf_hash: None,
+        }
+    }
+
+    fn facts(events: &[(&str, Value)]) -> GateFacts {
+        let mut f = GateFacts::new();
+        for (i, (kind, data)) in events.iter().enumerate() {
+            f.apply(&recorded(i as u64, kind, data.clone()));
+        }
+        f
+    }
+
+    fn approval(approver: &str, scope: &str, artifact: &str) -> Value {
+        json!({"approver": approver, "scope": scope, "service": "checkout", "environment": "production", "artifact": artifact})
+    }
+
+    #[test]
+    fn approvals_count_only_for_their_subject_and_until_revoked() {
+        let subject = Subject {
+            principal: "u-dep",
+            service: Some("checkout"),
+            environment: Some("production"),
+            artifact: Some("sha256:a"),
+        };
+        let deploy = [ApprovalScope::Deployment, ApprovalScope::Emergency];
+        let count = |f: &GateFacts| f.approvers(&subject, &deploy).count();
+        let cases: Vec<(&str, Vec<(&str, Value)>, usize)> = vec![
+            ("an approval by another", vec![("approval.granted", approval("u-lead", "deployment", "sha256:a"))], 1),
+            ("by the deployer", vec![("approval.granted", approval("u-dep", "deployment", "sha256:a"))], 0),
+            ("for another artifact", vec![("approval.granted", approval("u-lead", "deployment", "sha256:b"))], 0),
+            ("of another scope", vec![("approval.granted", approval("u-lead", "merge", "sha256:a"))], 0),
+            (
+                "revoked later",
+                vec![
+                    ("approval.granted", approval("u-lead", "emergency", "sha256:a")),
+                    ("approval.revoked", approval("u-lead", "emergency", "sha256:a")),
+                ],
+                0,
+            ),
+            (
+                "granted again after a revocation",
+                vec![
+                    ("approval.granted", approval("u-lead", "emergency", "sha256:a")),
+                    ("approval.revoked", approval("u-lead", "emergency", "sha256:a")),
+                    ("approval.granted", approval("u-lead", "emergency", "sha256:a")),
+                ],
+                1,
+            ),
+        ];
+        for (name, events, want) in cases {
+            assert_eq!(count(&facts(&events)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn tests_scans_staging_and_migrations() {
+        let f = facts(&[
+            (
+                "tests.finished",
+                json!({"artifact": "a", "suite": "unit", "kind": "unit", "passed": 3, "failed": 1, "skipped": 0, "outcome": "failure"}),
+            ),
+            (
+                "tests.finished",
+                json!({"artifact": "a", "suite": "unit", "kind": "unit", "passed": 4, "failed": 0, "skipped": 0, "outcome": "success"}),
+            ),
+            (
+                "tests.finished",
+                json!({"artifact": "b", "suite": "e2e", "kind": "e2e", "passed": 4, "failed": 2, "skipped": 0, "outcome": "failure"}),
+            ),
+            (
+                "scan.finished",
+                json!({"artifact": "a", "scanner": "trivy", "kind": "image", "critical": 2, "high": 0, "medium": 0, "low": 0}),
+            ),
+            (
+                "scan.finished",
+                json!({"artifact": "a", "scanner": "trivy", "kind": "image", "critical": 0, "high": 1, "medium": 0, "low": 0}),
+            ),
+            (
+                "deployment.succeeded",
+                json!({"deploymentId": "d1", "service": "checkout", "environment": "staging", "artifact": "a", "version": "1"}),
+            ),
+            (
+                "migration.applied",
+                json!({"service": "checkout", "environment": "production", "name": "m1", "phase": "expand"}),
+            ),
+            (
+                "migration.applied",
+                json!({"service": "checkout", "environment": "staging", "name": "m2", "phase": "expand"}),
+            ),
+        ]);
+        assert!(f.tests_passed("a"), "the latest run of the suite passed");
+        assert!(!f.tests_passed("b") && !f.tests_passed("c"));
+        assert_eq!(f.scans("a"), (true, 0), "the latest scan of each scanner counts");
+        assert_eq!(f.scans("b"), (false, 0));
+        assert!(f.staging_succeeded("a") && !f.staging_succeeded("b"));
+        assert!(f.expand_in_production("checkout", "m1") && !f.expand_in_production("checkout", "m2"));
+        assert_eq!(f.applied(), Some(7));
+    }
+}
