@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     pub log_format: Option<String>,
     pub checkpoint_key: Option<PathBuf>,
+    pub policies: Option<PathBuf>,
+    pub entities: Option<PathBuf>,
     pub origin: Option<String>,
 }
 

@@ -4,6 +4,7 @@
 
 mod audit;
 mod bench;
+mod check;
 mod client;
 mod config;
 mod policy;
@@ -33,6 +34,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Append events to a running server and print their receipts
     Record(record::RecordArgs),
+    /// Ask the release gates whether a step may proceed (exit 0 allow, 2 deny)
+    Check(check::CheckArgs),
     /// Write the ledger's history and its signed checkpoint to a file (NDJSON)
     Export(audit::ExportArgs),
     /// Check an export offline, or that a server's log extends a kept checkpoint
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Record(args) => record::run(args),
+        Command::Check(args) => check::run(args),
         Command::Export(args) => audit::export(args),
         Command::Verify(args) => audit::verify(args),
         Command::Policy(args) => policy::run(args),

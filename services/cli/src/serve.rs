@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use shiplog_core::checkpoint::{CheckpointSigner, keys_from_seed};
-use shiplog_server::{Ledger, Limits, ServerConfig};
+use shiplog_server::{Ledger, Limits, PolicyConfig, ServerConfig};
 use shiplog_store::{EventStore, SqliteStore};
 
 use crate::config::{FileConfig, StoreUrl, parse_listen};
@@ -28,6 +28,14 @@ pub struct ServeArgs {
     /// Store URL [default: SQLite in the data directory; sqlite:PATH for another file]
     #[arg(long, env = "SHIPLOG_STORE", value_name = "URL")]
     store: Option<String>,
+    /// Directory of Cedar gate policies (*.cedar, shadow/*.cedar, tests/)
+    /// [default: ./policies; without it, decisions are unavailable]
+    #[arg(long, env = "SHIPLOG_POLICIES", value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// The directory of people, teams, services and environments
+    /// (Cedar entities JSON) [default: DIR/entities.json]
+    #[arg(long, env = "SHIPLOG_ENTITIES", value_name = "PATH")]
+    entities: Option<PathBuf>,
     /// Largest request body in bytes [default: 1048576]
     #[arg(long, env = "SHIPLOG_MAX_BODY_BYTES", value_name = "BYTES")]
     max_body_bytes: Option<usize>,
@@ -72,6 +80,18 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         return Err("--workers must be at least 1".into());
     }
 
+    let explicit_policies = args.policies.or(file.policies);
+    let entities = args.entities.or(file.entities);
+    let policies = match explicit_policies {
+        Some(dir) => Some(PolicyConfig { dir, entities }),
+        None if Path::new("policies").is_dir() => Some(PolicyConfig { dir: PathBuf::from("policies"), entities }),
+        None => {
+            tracing::warn!(
+                "no ./policies directory: release gates are off (POST /v1/decisions answers 503); give --policies DIR"
+            );
+            None
+        }
+    };
     let key_path = args.checkpoint_key.or(file.checkpoint_key);
     let origin = args.origin.or(file.origin).unwrap_or_else(|| "shiplog.local/ledger".to_owned());
     let store = match &store_url {
@@ -106,13 +126,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
                 return Err(e);
             }
         };
-        let ledger = match Ledger::open(Arc::clone(&store), signer).await {
+        let mut ledger = match Ledger::open(Arc::clone(&store), signer).await {
             Ok(ledger) => ledger,
             Err(e) => {
                 store.close().await;
                 return Err(format!("cannot open the ledger: {e}"));
             }
         };
+        if let Some(config) = policies {
+            if let Err(e) = ledger.start_gates(config).await {
+                store.close().await;
+                return Err(format!("the release gates cannot start: {e}"));
+            }
+        }
         tracing::info!(%addr, store = ?store_url, "shiplog listening");
         // One plain line on stdout, for people and for scripts that started
         // the server on port 0 and need to know where it is.

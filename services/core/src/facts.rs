@@ -280,7 +280,8 @@ mod tests {
         };
         let deploy = [ApprovalScope::Deployment, ApprovalScope::Emergency];
         let count = |f: &GateFacts| f.approvers(&subject, &deploy).count();
-        let cases: Vec<(&str, Vec<(&str, Value)>, usize)> = vec![
+        type Case<'a> = (&'a str, Vec<(&'a str, Value)>, usize);
+        let cases: Vec<Case> = vec![
             ("an approval by another", vec![("approval.granted", approval("u-lead", "deployment", "sha256:a"))], 1),
             ("by the deployer", vec![("approval.granted", approval("u-dep", "deployment", "sha256:a"))], 0),
             ("for another artifact", vec![("approval.granted", approval("u-lead", "deployment", "sha256:b"))], 0),

@@ -16,6 +16,10 @@ pub enum Code {
     ServerOnlyType,
     EmptyBatch,
     InvalidQuery,
+    InvalidRequest,
+    UnknownPrincipal,
+    InvalidPolicy,
+    GatesUnavailable,
     UnsupportedMediaType,
     BodyTooLarge,
     BatchTooLarge,
@@ -37,6 +41,10 @@ impl Code {
             Code::ServerOnlyType => "server_only_type",
             Code::EmptyBatch => "empty_batch",
             Code::InvalidQuery => "invalid_query",
+            Code::InvalidRequest => "invalid_request",
+            Code::UnknownPrincipal => "unknown_principal",
+            Code::InvalidPolicy => "invalid_policy",
+            Code::GatesUnavailable => "gates_unavailable",
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::BodyTooLarge => "body_too_large",
             Code::BatchTooLarge => "batch_too_large",
@@ -57,7 +65,11 @@ impl Code {
             | Code::UnknownEventType
             | Code::ServerOnlyType
             | Code::EmptyBatch
-            | Code::InvalidQuery => StatusCode::BAD_REQUEST,
+            | Code::InvalidQuery
+            | Code::InvalidRequest
+            | Code::UnknownPrincipal => StatusCode::BAD_REQUEST,
+            Code::InvalidPolicy => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::GatesUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::BodyTooLarge | Code::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::IdConflict | Code::VersionConflict => StatusCode::CONFLICT,

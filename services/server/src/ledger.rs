@@ -13,6 +13,8 @@ use crate::{ApiError, Code};
 
 pub struct Ledger {
     pub store: Arc<dyn EventStore>,
+    /// The release gates, when policies are loaded.
+    pub gates: Option<crate::gates::Gates>,
     signer: CheckpointSigner,
     /// The latest checkpoint signed; its lock also serialises signing.
     latest: Mutex<Option<SignedCheckpoint>>,
@@ -58,13 +60,19 @@ impl Ledger {
                 Some(finding)
             }
         };
-        let ledger = Ledger { store, signer, latest: Mutex::new(latest), broken: RwLock::new(broken) };
+        let ledger = Ledger { store, gates: None, signer, latest: Mutex::new(latest), broken: RwLock::new(broken) };
         if ledger.integrity().is_none() {
             if let Err(e) = ledger.checkpoint().await {
                 tracing::error!(error = %e, "cannot sign a checkpoint at start-up");
             }
         }
         Ok(ledger)
+    }
+
+    /// Load the release gates and start feeding their facts from the log.
+    pub async fn start_gates(&mut self, config: crate::gates::PolicyConfig) -> Result<(), String> {
+        self.gates = Some(crate::gates::Gates::start(config, Arc::clone(&self.store)).await?);
+        Ok(())
     }
 
     /// What is wrong with the stored history (`None`: nothing found).

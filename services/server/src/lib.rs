@@ -4,6 +4,7 @@
 
 mod error;
 mod events;
+mod gates;
 mod health;
 mod ledger;
 mod proofs;
@@ -17,6 +18,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{App, HttpMessage, HttpServer, web};
 
 pub use error::{ApiError, Code};
+pub use gates::PolicyConfig;
 pub use ledger::Ledger;
 
 /// Bounds on what one request may ask of the server.
@@ -73,6 +75,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = web::Data::new(AppState { ledger, limits: config.limits });
+    reload_on_sighup(state.clone());
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -124,6 +127,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(events::list))
                 .default_service(web::to(method_not_allowed)),
         )
+        .route("/v1/decisions", web::post().to(gates::decide))
+        .route("/v1/policies/reload", web::post().to(gates::reload))
         .route("/v1/checkpoint", web::get().to(proofs::checkpoint))
         .route("/v1/checkpoint/key", web::get().to(proofs::key))
         .route("/v1/proofs/inclusion", web::get().to(proofs::inclusion))
@@ -169,5 +174,27 @@ pub async fn termination_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// SIGHUP reloads the policies, as `POST /v1/policies/reload` does.
+fn reload_on_sighup(state: web::Data<AppState>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload policies with POST /v1/policies/reload");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                if let Some(gates) = &state.ledger.gates {
+                    match gates.reload(state.ledger.store.as_ref()).await {
+                        Ok(hash) => tracing::info!(policy_set = %hash, "policies reloaded on SIGHUP"),
+                        Err(e) => tracing::error!(error = %e.message, "policy reload on SIGHUP refused"),
+                    }
+                }
+            }
+        });
     }
 }
