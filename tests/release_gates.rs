@@ -334,3 +334,30 @@ fn a_reload_takes_a_valid_set_and_refuses_an_invalid_one() {
     let activations = g.server.all_events().iter().filter(|e| e["type"] == "policy.activated").count();
     assert_eq!(activations, 2);
 }
+
+#[test]
+fn a_shadow_set_is_evaluated_and_recorded_but_never_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = policies(dir.path(), true);
+    std::fs::create_dir_all(policies.join("shadow")).unwrap();
+    for name in ["00-base.cedar", "06-rollback.cedar"] {
+        std::fs::copy(policies.join(name), policies.join("shadow").join(name)).unwrap();
+    }
+    std::fs::write(
+        policies.join("shadow/99-on-call-only.cedar"),
+        "@id(\"rollback/on-call-only\")\n@advice(\"Trial: only on-call rolls back.\")\nforbid (principal, action == Shiplog::Action::\"rollback\", resource)\nunless { principal in Shiplog::Group::\"OnCall\" };\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&["--policies", policies.to_str().unwrap()]);
+    let (status, d) = server.post(
+        "/v1/decisions",
+        &json!({"principal": "u-1005", "action": "rollback", "resource": {"environment": "production"}}),
+    );
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["decision"], "allow", "the live set decides");
+    assert_eq!(d["shadow"]["decision"], "deny");
+    assert_eq!(d["shadow"]["agrees"], false);
+    let recorded = server.all_events().into_iter().find(|e| e["type"] == "decision.recorded").unwrap();
+    assert_eq!(recorded["data"]["shadow"]["reasons"][0]["policy"], "rollback/on-call-only");
+    assert!(server.log().contains("the shadow policy set disagrees"));
+}

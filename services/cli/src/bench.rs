@@ -59,6 +59,22 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// D1: gate decisions over HTTP at a fixed rate (target p99 ≤ 2 ms at
+    /// 2,000 req/s), and the in-process decision time beside a bare Cedar call
+    D1 {
+        /// Requests per second, sent on schedule whatever the answers' pace
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// Seconds measured
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Connections the requests are spread over
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// The policies directory
+        #[arg(long, default_value = "policies", value_name = "DIR")]
+        policies: PathBuf,
+    },
     /// A2: single-event HTTP appends, concurrent clients, durable (target
     /// ≥ 10,000 events/s, p99 ≤ 10 ms)
     A2 {
@@ -88,6 +104,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
     match args.which {
         Bench::A1 { events, batch, rounds, in_flight } => {
             a1(dir.path(), events, batch.max(1), rounds.max(1), in_flight.max(1))
+        }
+        Bench::D1 { rate, seconds, connections, policies } => {
+            d1(dir.path(), rate.max(1), seconds.max(1), connections.max(1), &policies)
         }
         Bench::V1 { events, rounds } => v1(dir.path(), events.max(1), rounds.max(1)),
         Bench::A2 { clients, seconds, warmup } => a2(dir.path(), clients.max(1), seconds.max(1), warmup),
@@ -436,10 +455,168 @@ fn a2(dir: &std::path::Path, clients: usize, seconds: u64, warmup: u64) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
+fn d1(
+    dir: &std::path::Path,
+    rate: u64,
+    seconds: u64,
+    connections: usize,
+    policies: &std::path::Path,
+) -> Result<ExitCode, String> {
+    use shiplog_policy::{GateAction, PolicyEngine, PolicySources};
+    // In process first: the engine's decide() beside the bare Cedar call.
+    let engine = PolicyEngine::load(&PolicySources::read_dir(policies, None).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let context = shiplog_policy::GateContext {
+        service: "checkout".into(),
+        artifact: "sha256:bench".into(),
+        in_maintenance_window: true,
+        staging_succeeded: true,
+        tests_passed: true,
+        scanned: true,
+        approved_by_other: true,
+        ..Default::default()
+    };
+    let bare =
+        engine.bare_authorizer("u-1005", GateAction::Deploy, "production", &context).map_err(|e| e.to_string())?;
+    let time = |f: &dyn Fn()| {
+        let mut samples = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            for _ in 0..1_000 {
+                f();
+            }
+            samples.push(t.elapsed().as_secs_f64() * 1e6 / 1_000.0);
+        }
+        median(samples)
+    };
+    let decide_us = time(&|| {
+        let _ = engine.decide("u-1005", GateAction::Deploy, "production", &context);
+    });
+    let bare_us = time(&|| {
+        let _ = bare();
+    });
+
+    // Over HTTP: a real server on loopback, with the facts recorded.
+    let store = SqliteStore::open(&dir.join("d1.db")).map_err(|e| e.to_string())?;
+    let store: Arc<dyn EventStore> = Arc::new(store);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (server_store, policy_dir) = (Arc::clone(&store), policies.to_owned());
+    let server = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let signer = keys_from_seed("bench.shiplog.local/ledger", [42; 32])
+                .and_then(|(skey, vkey)| CheckpointSigner::new(&skey, &vkey))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let mut ledger = shiplog_server::Ledger::open(Arc::clone(&server_store), signer)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            ledger
+                .start_gates(shiplog_server::PolicyConfig { dir: policy_dir, entities: None })
+                .await
+                .map_err(std::io::Error::other)?;
+            let shutdown = async move {
+                let _ = stop_rx.await;
+            };
+            let served = shiplog_server::serve(listener, ledger, Default::default(), shutdown).await;
+            server_store.close().await;
+            served
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let artifact = "sha256:d1bench";
+    let facts: Vec<Value> = vec![
+        json!({"type": "deployment.succeeded", "data": {"deploymentId": "stg-1", "service": "checkout", "environment": "staging", "artifact": artifact, "version": "1"}}),
+        json!({"type": "tests.finished", "data": {"artifact": artifact, "suite": "unit", "kind": "unit", "passed": 1, "failed": 0, "skipped": 0, "outcome": "success"}}),
+        json!({"type": "scan.finished", "data": {"artifact": artifact, "scanner": "trivy", "kind": "image", "critical": 0, "high": 0, "medium": 0, "low": 0}}),
+        json!({"type": "approval.granted", "data": {"approver": "u-1002", "scope": "deployment", "service": "checkout", "environment": "production", "artifact": artifact}}),
+    ];
+    let result = rt.block_on(async move {
+        // Wait for the server, then record the facts.
+        let mut conn = loop {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => break BufReader::new(s),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        for mut f in facts {
+            f["id"] = json!(uuid::Uuid::new_v4().to_string());
+            f["occurredAt"] = json!("2026-11-20T10:00:00Z");
+            f["actor"] = json!("ci-main");
+            let body = serde_json::to_vec(&f).unwrap_or_default();
+            let status = post_to(&mut conn, "/v1/events", &body).await.map_err(|e| e.to_string())?;
+            if status != 201 {
+                return Err(format!("recording a fact answered {status}"));
+            }
+        }
+        let body = serde_json::to_vec(&json!({"principal": "u-1005", "action": "deploy",
+            "resource": {"service": "checkout", "environment": "production", "artifact": artifact}}))
+        .unwrap_or_default();
+        // Open loop: request i is due at start + i/rate, on connection i % connections.
+        let start = Instant::now() + Duration::from_millis(200);
+        let total = rate * seconds;
+        let mut tasks = Vec::new();
+        for c in 0..connections {
+            let body = body.clone();
+            tasks.push(tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                let mut conn = BufReader::new(stream);
+                let mut latencies = Vec::new();
+                let mut denied = 0u64;
+                let mut i = c as u64;
+                while i < total {
+                    let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                    let status = post_to(&mut conn, "/v1/decisions", &body).await?;
+                    // From when it was due: a late start counts against the server.
+                    latencies.push(due.elapsed());
+                    if status != 200 {
+                        denied += 1;
+                    }
+                    i += connections as u64;
+                }
+                Ok::<_, std::io::Error>((latencies, denied))
+            }));
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (lat, err) = t.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            all.extend(lat);
+            errors += err;
+        }
+        Ok::<_, String>((all, errors, start.elapsed()))
+    });
+    let _ = stop_tx.send(());
+    let _ = server.join();
+    let (mut latencies, errors, elapsed) = result?;
+    latencies.sort();
+    let achieved = latencies.len() as f64 / elapsed.as_secs_f64();
+    let p50 = percentile(&latencies, 50.0).as_secs_f64() * 1e3;
+    let p99 = percentile(&latencies, 99.0).as_secs_f64() * 1e3;
+    let verdict = if p99 <= 2.0 { "meets" } else { "misses" };
+    println!(
+        "| D1 | gate decisions over HTTP, open loop at {rate} req/s for {seconds} s on {connections} connections, each recorded durably as decision.recorded | {achieved:.0} req/s; p50 {p50:.2} ms; p99 {p99:.2} ms; {errors} non-200 | p99 ≤ 2 ms at 2,000 req/s ({verdict}) |"
+    );
+    println!(
+        "| D1 | in process: PolicyEngine::decide (request, evaluation, reasons) beside a bare Authorizer::is_authorized on the same request, median of 20 × 1,000 calls | decide {decide_us:.1} µs; bare is_authorized {bare_us:.1} µs | — |"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// One HTTP/1.1 POST of an event on a kept-alive connection; the status.
 async fn post(conn: &mut BufReader<tokio::net::TcpStream>, body: &[u8]) -> std::io::Result<u16> {
+    post_to(conn, "/v1/events", body).await
+}
+
+/// One HTTP/1.1 POST of a JSON body on a kept-alive connection; the status.
+async fn post_to(conn: &mut BufReader<tokio::net::TcpStream>, path: &str, body: &[u8]) -> std::io::Result<u16> {
     let mut request = format!(
-        "POST /v1/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();

@@ -113,3 +113,13 @@ fn the_hash_changes_with_any_policy_and_the_directory_is_checked() {
     let err = PolicyEngine::load(&sources).err().unwrap().to_string();
     assert!(err.contains("bad.json") && err.contains("Funday"), "{err}");
 }
+
+#[test]
+fn the_context_matches_the_schema_for_every_action() {
+    let engine = engine();
+    let full = GateContext { canary_error_rate: 0.0123, migration_phase: "contract".into(), ..GateContext::default() };
+    for action in GateAction::ALL {
+        engine.check_context(action, &GateContext::default()).unwrap();
+        engine.check_context(action, &full).unwrap();
+    }
+}

@@ -53,6 +53,9 @@ pub async fn append(
     };
 
     let receipts = state.ledger.store.append(events, recorded_by(&req)).await?;
+    if let Some(last) = receipts.iter().map(|r| r.seq).max() {
+        state.ledger.client_appends.fetch_max(last + 1, std::sync::atomic::Ordering::SeqCst);
+    }
     let mut response = if receipts.iter().all(|r| r.duplicate) { HttpResponse::Ok() } else { HttpResponse::Created() };
     Ok(match (single, receipts.first()) {
         (true, Some(receipt)) => response.json(receipt),

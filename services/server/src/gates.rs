@@ -78,6 +78,11 @@ impl Gates {
     /// Wait until the facts include every event committed before now.
     async fn caught_up(&self, store: &dyn EventStore) -> Result<(), String> {
         let target = *store.head().borrow();
+        self.caught_up_to(target).await
+    }
+
+    /// Wait until the facts include the event at `target`.
+    async fn caught_up_to(&self, target: Option<u64>) -> Result<(), String> {
         let Some(target) = target else { return Ok(()) };
         let mut applied = self.applied.clone();
         let wait = applied.wait_for(|a| a.is_some_and(|a| a >= target));
@@ -331,7 +336,10 @@ pub async fn decide(
         .with("field", "principal"));
     }
     let store = state.ledger.store.as_ref();
-    gates.caught_up(store).await.map_err(|m| ApiError::new(Code::StoreUnavailable, m))?;
+    // Facts are what clients recorded before this request; the server's own
+    // events (other decisions) hold none, so there is no waiting for them.
+    let facts_up_to = state.ledger.client_appends.load(std::sync::atomic::Ordering::SeqCst).checked_sub(1);
+    gates.caught_up_to(facts_up_to).await.map_err(|m| ApiError::new(Code::StoreUnavailable, m))?;
     let (resource, context) = {
         let facts = gates.facts.read().map_err(|_| ApiError::new(Code::Internal, "the gate facts are unavailable"))?;
         build_context(&engine, &facts, &request, action)?

@@ -15,6 +15,9 @@ pub struct Ledger {
     pub store: Arc<dyn EventStore>,
     /// The release gates, when policies are loaded.
     pub gates: Option<crate::gates::Gates>,
+    /// One past the seq of the last event a client appended through this
+    /// server: the facts a decision must see.
+    pub client_appends: std::sync::atomic::AtomicU64,
     signer: CheckpointSigner,
     /// The latest checkpoint signed; its lock also serialises signing.
     latest: Mutex<Option<SignedCheckpoint>>,
@@ -60,7 +63,14 @@ impl Ledger {
                 Some(finding)
             }
         };
-        let ledger = Ledger { store, gates: None, signer, latest: Mutex::new(latest), broken: RwLock::new(broken) };
+        let ledger = Ledger {
+            store,
+            gates: None,
+            client_appends: std::sync::atomic::AtomicU64::new(0),
+            signer,
+            latest: Mutex::new(latest),
+            broken: RwLock::new(broken),
+        };
         if ledger.integrity().is_none() {
             if let Err(e) = ledger.checkpoint().await {
                 tracing::error!(error = %e, "cannot sign a checkpoint at start-up");
