@@ -372,28 +372,7 @@ fn v1(dir: &std::path::Path, events: usize, rounds: usize) -> Result<ExitCode, S
 }
 
 fn a2(dir: &std::path::Path, clients: usize, seconds: u64, warmup: u64) -> Result<ExitCode, String> {
-    let store = SqliteStore::open(&dir.join("a2.db")).map_err(|e| e.to_string())?;
-    let store: Arc<dyn EventStore> = Arc::new(store);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server_store = Arc::clone(&store);
-    let server = std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let shutdown = async move {
-                let _ = stop_rx.await;
-            };
-            let signer = keys_from_seed("bench.shiplog.local/ledger", [42; 32])
-                .and_then(|(skey, vkey)| CheckpointSigner::new(&skey, &vkey))
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let ledger = shiplog_server::Ledger::open(Arc::clone(&server_store), signer)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let served = shiplog_server::serve(listener, ledger, Default::default(), shutdown).await;
-            server_store.close().await;
-            served
-        })
-    });
+    let (addr, server) = BenchServer::start(&dir.join("a2.db"), None)?;
 
     // The load generator runs on one thread so that it takes at most one of
     // the machine's cores away from the server.
@@ -440,8 +419,7 @@ fn a2(dir: &std::path::Path, clients: usize, seconds: u64, warmup: u64) -> Resul
         }
         Ok::<_, String>((all, errors))
     });
-    let _ = stop_tx.send(());
-    let _ = server.join();
+    server.stop();
     let (mut latencies, errors) = result?;
     latencies.sort();
     let rate = latencies.len() as f64 / seconds as f64;
@@ -497,32 +475,7 @@ fn d1(
     });
 
     // Over HTTP: a real server on loopback, with the facts recorded.
-    let store = SqliteStore::open(&dir.join("d1.db")).map_err(|e| e.to_string())?;
-    let store: Arc<dyn EventStore> = Arc::new(store);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (server_store, policy_dir) = (Arc::clone(&store), policies.to_owned());
-    let server = std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let signer = keys_from_seed("bench.shiplog.local/ledger", [42; 32])
-                .and_then(|(skey, vkey)| CheckpointSigner::new(&skey, &vkey))
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let mut ledger = shiplog_server::Ledger::open(Arc::clone(&server_store), signer)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            ledger
-                .start_gates(shiplog_server::PolicyConfig { dir: policy_dir, entities: None })
-                .await
-                .map_err(std::io::Error::other)?;
-            let shutdown = async move {
-                let _ = stop_rx.await;
-            };
-            let served = shiplog_server::serve(listener, ledger, Default::default(), shutdown).await;
-            server_store.close().await;
-            served
-        })
-    });
+    let (addr, server) = BenchServer::start(&dir.join("d1.db"), Some(policies.to_owned()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -591,8 +544,7 @@ fn d1(
         }
         Ok::<_, String>((all, errors, start.elapsed()))
     });
-    let _ = stop_tx.send(());
-    let _ = server.join();
+    server.stop();
     let (mut latencies, errors, elapsed) = result?;
     latencies.sort();
     let achieved = latencies.len() as f64 / elapsed.as_secs_f64();
@@ -606,6 +558,52 @@ fn d1(
         "| D1 | in process: PolicyEngine::decide (request, evaluation, reasons) beside a bare Authorizer::is_authorized on the same request, median of 20 × 1,000 calls | decide {decide_us:.1} µs; bare is_authorized {bare_us:.1} µs | — |"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The real server, in this process on its own thread, on loopback port 0,
+/// with a fixed checkpoint key and, if given, the release gates.
+struct BenchServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl BenchServer {
+    fn start(db: &std::path::Path, policies: Option<PathBuf>) -> Result<(std::net::SocketAddr, BenchServer), String> {
+        let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(db).map_err(|e| e.to_string())?);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let signer = keys_from_seed("bench.shiplog.local/ledger", [42; 32])
+                    .and_then(|(skey, vkey)| CheckpointSigner::new(&skey, &vkey))
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                let mut ledger = shiplog_server::Ledger::open(Arc::clone(&store), signer)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                if let Some(dir) = policies {
+                    ledger
+                        .start_gates(shiplog_server::PolicyConfig { dir, entities: None })
+                        .await
+                        .map_err(std::io::Error::other)?;
+                }
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                let served = shiplog_server::serve(listener, ledger, Default::default(), shutdown).await;
+                store.close().await;
+                served
+            })
+        });
+        Ok((addr, BenchServer { stop, thread }))
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        if let Ok(Err(e)) = self.thread.join() {
+            eprintln!("the benchmark's server failed: {e}");
+        }
+    }
 }
 
 /// One HTTP/1.1 POST of an event on a kept-alive connection; the status.
