@@ -407,7 +407,9 @@ fn tampering_with_the_sqlite_file_is_caught_at_the_right_seq() {
 
         tamper(dir.path(), &events);
 
-        let server = Server::start_in(dir.path(), &[]);
+        // With the release gates on: a read-only ledger records no activation.
+        let policies = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+        let server = Server::start_in(dir.path(), &["--policies", policies.to_str().unwrap()]);
         let (status, ready) = server.get("/readyz");
         assert_eq!(status, 503, "{name}: {ready}");
         assert_eq!(ready["error"], "integrity_failure", "{name}: {ready}");
@@ -419,6 +421,9 @@ fn tampering_with_the_sqlite_file_is_caught_at_the_right_seq() {
         assert_eq!((status, refused["error"].as_str()), (503, Some("integrity_failure")), "{name}: {refused}");
         assert_eq!(server.get("/v1/events").0, 200, "{name}: reads are still served");
         assert_eq!(get_text(&server, "/v1/checkpoint"), note, "{name}: nothing new is signed");
+        assert!(server.all_events().iter().all(|e| e["type"] != "policy.activated"), "{name}: nothing new is recorded");
+        let (status, _) = server.post("/v1/policies/reload", &json!({}));
+        assert_eq!(status, 503, "{name}: no reload while read-only");
 
         let export = dir.path().join("ledger.ndjson");
         let (code, _, err) = shiplog(&["export", "--server", &server.url, "--out", export.to_str().unwrap()]);

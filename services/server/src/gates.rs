@@ -42,7 +42,9 @@ const SERVER: &str = "shiplog";
 impl Gates {
     /// Load and validate the policies, start feeding the facts from the log,
     /// and record the policy set's activation if it is new to the ledger.
-    pub async fn start(config: PolicyConfig, store: Arc<dyn EventStore>) -> Result<Gates, String> {
+    /// `record`: whether the ledger takes writes (not while its history is
+    /// damaged).
+    pub async fn start(config: PolicyConfig, store: Arc<dyn EventStore>, record: bool) -> Result<Gates, String> {
         let engine = load(&config)?;
         let facts = Arc::new(RwLock::new(GateFacts::new()));
         let (applied_tx, applied) = watch::channel(None);
@@ -64,7 +66,9 @@ impl Gates {
         }
         let gates = Gates { config, engine: RwLock::new(Arc::new(engine)), facts, applied };
         gates.caught_up(store.as_ref()).await?;
-        gates.record_activation(store.as_ref(), None).await?;
+        if record {
+            gates.record_activation(store.as_ref(), None).await?;
+        }
         Ok(gates)
     }
 
@@ -398,6 +402,7 @@ pub async fn decide(
 
 /// `POST /v1/policies/reload`.
 pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.ledger.require_intact()?;
     let gates = state.ledger.gates.as_ref().ok_or_else(|| {
         ApiError::new(Code::GatesUnavailable, "no policies are loaded; start shiplog with --policies DIR")
     })?;

@@ -81,7 +81,8 @@ impl Ledger {
 
     /// Load the release gates and start feeding their facts from the log.
     pub async fn start_gates(&mut self, config: crate::gates::PolicyConfig) -> Result<(), String> {
-        self.gates = Some(crate::gates::Gates::start(config, Arc::clone(&self.store)).await?);
+        let intact = self.integrity().is_none();
+        self.gates = Some(crate::gates::Gates::start(config, Arc::clone(&self.store), intact).await?);
         Ok(())
     }
 

@@ -188,6 +188,10 @@ fn reload_on_sighup(state: web::Data<AppState>) {
         };
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
+                if let Some(f) = state.ledger.integrity() {
+                    tracing::error!(seq = f.seq, "policy reload on SIGHUP refused: the ledger is read-only");
+                    continue;
+                }
                 if let Some(gates) = &state.ledger.gates {
                     match gates.reload(state.ledger.store.as_ref()).await {
                         Ok(hash) => tracing::info!(policy_set = %hash, "policies reloaded on SIGHUP"),
