@@ -186,11 +186,6 @@ impl GateContext {
         // rounded up so that rounding can never let a canary through.
         let rate = (self.canary_error_rate.max(0.0) * 10_000.0).ceil() / 10_000.0;
         value["canaryErrorRate"] = serde_json::json!({"__extn": {"fn": "decimal", "arg": format!("{rate:.4}")}});
-        if let Some(obj) = value.as_object_mut() {
-            if let Some(v) = obj.remove("infraReviewedByDevOps") {
-                obj.insert("infraReviewedByDevOps".into(), v);
-            }
-        }
         value
     }
 }
