@@ -262,6 +262,18 @@ fn every_decision_and_activation_is_in_the_ledger_and_bad_requests_are_refused()
             "invalid_request",
             "context",
         ),
+        (
+            json!({"principal": "u-1005", "action": "deploy", "resource": {"environment": "prod", "service": "checkout", "artifact": "a"}}),
+            400,
+            "invalid_request",
+            "resource.environment",
+        ),
+        (
+            json!({"principal": "u-1003", "action": "promote-canary", "resource": {"environment": "production", "deploymentId": "d"}, "context": {"canary": {"errorRate": -1.0, "p95LatencyMs": 5}}}),
+            400,
+            "invalid_request",
+            "context.canary.errorRate",
+        ),
     ];
     for (body, status, code, field) in cases {
         let (got, err) = ask(body.clone());

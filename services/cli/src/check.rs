@@ -56,6 +56,13 @@ pub struct CheckArgs {
     /// Link to the rollback plan (required for an emergency)
     #[arg(long, value_name = "URL")]
     rollback_plan: Option<String>,
+    /// For promote-canary when no analysis is recorded: the error rate, a
+    /// fraction (0.01 is 1%)
+    #[arg(long, requires = "canary_p95_ms")]
+    canary_error_rate: Option<f64>,
+    /// For promote-canary when no analysis is recorded: p95 latency in ms
+    #[arg(long, requires = "canary_error_rate")]
+    canary_p95_ms: Option<f64>,
     /// How to print the answer
     #[arg(long, default_value = "text", value_parser = ["text", "json", "github"])]
     format: String,
@@ -81,6 +88,9 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, String> {
     let mut context = json!({"emergency": args.emergency});
     if let Some(plan) = &args.rollback_plan {
         context["rollbackPlan"] = json!(plan);
+    }
+    if let (Some(rate), Some(p95)) = (args.canary_error_rate, args.canary_p95_ms) {
+        context["canary"] = json!({"errorRate": rate, "p95LatencyMs": p95});
     }
     let body = json!({"principal": args.principal, "action": args.action, "resource": resource, "context": context});
     let client = Client::new(&args.server);
@@ -119,7 +129,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, String> {
                 }
             } else {
                 for (policy, advice) in &reasons {
-                    println!("::error title=shiplog gate {policy}::{}", advice.replace('\n', " "));
+                    println!("::error title=shiplog gate {policy}::{}", workflow_escape(advice));
                 }
             }
         }
@@ -138,4 +148,9 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, String> {
         }
     }
     Ok(if allowed { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// GitHub workflow commands take `%`, CR and LF escaped in their message.
+fn workflow_escape(text: &str) -> String {
+    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }

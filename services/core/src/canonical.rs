@@ -206,7 +206,7 @@ mod fast_path {
         fn value(&mut self, depth: u32) -> Value {
             match self.next() % if depth > 3 { 5 } else { 7 } {
                 0 => Value::Null,
-                1 => json!(self.next() % 2 == 0),
+                1 => json!(self.next().is_multiple_of(2)),
                 2 => match self.next() % 6 {
                     0 => json!(self.next() % 1000),
                     1 => json!(-((self.next() % 1_000_000) as i64)),

@@ -109,9 +109,13 @@ impl GateFacts {
                 self.infra_in_staging.insert(i.change_id.to_string());
             }
             EventData::ChangeOpened(c) => {
-                self.change_authors.insert((c.repo.to_string(), c.number), c.author.to_string());
+                // The first author recorded is the author.
+                self.change_authors.entry((c.repo.to_string(), c.number)).or_insert_with(|| c.author.to_string());
             }
             EventData::ChangeReviewed(r) => {
+                if let Some(author) = &r.author {
+                    self.change_authors.entry((r.repo.to_string(), r.number)).or_insert_with(|| author.to_string());
+                }
                 self.reviews.entry((r.repo.to_string(), r.number)).or_default().insert(r.reviewer.to_string(), r.state);
             }
             EventData::PolicyActivated(p) => self.policy_hash = Some(p.policy_set_hash.to_string()),
@@ -133,13 +137,14 @@ impl GateFacts {
     pub fn scans(&self, artifact: &str) -> (bool, u64) {
         match self.scans.get(artifact) {
             None => (false, 0),
-            Some(latest) => (!latest.is_empty(), latest.values().sum()),
+            Some(latest) => (!latest.is_empty(), latest.values().fold(0u64, |sum, n| sum.saturating_add(*n))),
         }
     }
 
     /// Approvals in force (not revoked) of one of `scopes`, by someone
-    /// other than the principal, that fit the subject: an approval that
-    /// names a service, an environment or an artifact counts only for it.
+    /// other than the principal, for the subject's artifact: an approval
+    /// must name the artifact it approves, and counts only for the service
+    /// and environment it names, if it names them.
     pub fn approvers<'a>(
         &'a self,
         subject: &'a Subject<'a>,
@@ -154,13 +159,19 @@ impl GateFacts {
                     && a.approver.as_str() != subject.principal
                     && fits(a.service.as_ref().map(|n| n.as_str()), subject.service)
                     && fits(a.environment.as_ref().map(|n| n.as_str()), subject.environment)
-                    && fits(a.artifact.as_ref().map(|n| n.as_str()), subject.artifact)
+                    && a.artifact.as_ref().map(|n| n.as_str()).is_some_and(|x| Some(x) == subject.artifact)
             })
             .map(|a| a.approver.as_str())
     }
 
-    /// Approvers (other than `principal`) of an infrastructure change.
-    pub fn infra_approvers<'a>(&'a self, principal: &'a str, change_id: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    /// Approvers (other than `principal`) of an infrastructure change in an
+    /// environment (an approval that names another environment does not count).
+    pub fn infra_approvers<'a>(
+        &'a self,
+        principal: &'a str,
+        change_id: &'a str,
+        environment: &'a str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
         self.approvals
             .iter()
             .filter(move |g| {
@@ -168,6 +179,7 @@ impl GateFacts {
                     && g.approval.scope == ApprovalScope::Infra
                     && g.approval.approver.as_str() != principal
                     && g.approval.change_id.as_ref().is_some_and(|c| c.as_str() == change_id)
+                    && fits(g.approval.environment.as_ref().map(|n| n.as_str()), Some(environment))
             })
             .map(|g| g.approval.approver.as_str())
     }
@@ -286,6 +298,15 @@ mod tests {
             ("by the deployer", vec![("approval.granted", approval("u-dep", "deployment", "sha256:a"))], 0),
             ("for another artifact", vec![("approval.granted", approval("u-lead", "deployment", "sha256:b"))], 0),
             ("of another scope", vec![("approval.granted", approval("u-lead", "merge", "sha256:a"))], 0),
+            ("naming no artifact", vec![("approval.granted", json!({"approver": "u-lead", "scope": "deployment"}))], 0),
+            (
+                "for another environment",
+                vec![(
+                    "approval.granted",
+                    json!({"approver": "u-lead", "scope": "deployment", "environment": "staging", "artifact": "sha256:a"}),
+                )],
+                0,
+            ),
             (
                 "revoked later",
                 vec![

@@ -230,6 +230,7 @@ struct Gates {
 #[derive(Debug, Clone, Default)]
 struct Directory {
     groups: HashMap<String, Vec<String>>,
+    environments: Vec<String>,
     windows: HashMap<String, MaintenanceWindow>,
     users: Vec<String>,
 }
@@ -378,6 +379,7 @@ fn load_directory(file: &SourceFile, schema: &Schema) -> Result<(Entities, Direc
                 directory.users.push(entity.uid.id);
             }
             "Shiplog::Environment" => {
+                directory.environments.push(entity.uid.id.clone());
                 if let Some(w) = entity.attrs.get("maintenanceWindow") {
                     let window: MaintenanceWindow = serde_json::from_value(w.clone())
                         .map_err(|e| bad(format!("environment {:?}: maintenanceWindow: {e}", entity.uid.id)))?;
@@ -393,9 +395,10 @@ fn load_directory(file: &SourceFile, schema: &Schema) -> Result<(Entities, Direc
     Ok((entities, directory))
 }
 
-/// SHA-256 over every policy file's name and text, in name order.
-fn hash_files(files: &[SourceFile]) -> String {
-    let mut sorted: Vec<&SourceFile> = files.iter().collect();
+/// SHA-256 over every policy file's (and the directory's) name and text,
+/// in name order: a new directory is a new policy set too.
+fn hash_files<'a>(files: impl Iterator<Item = &'a SourceFile>) -> String {
+    let mut sorted: Vec<&SourceFile> = files.collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let mut hasher = Sha256::new();
     for f in sorted {
@@ -426,7 +429,7 @@ impl PolicyEngine {
             schema,
             entities,
             directory,
-            hash: hash_files(&sources.policies),
+            hash: hash_files(sources.policies.iter().chain(sources.entities.as_ref())),
             files: sources.policies.iter().map(|f| f.name.clone()).collect(),
         })
     }
@@ -447,6 +450,16 @@ impl PolicyEngine {
     /// Whether the directory knows this person or pipeline.
     pub fn knows(&self, principal: &str) -> bool {
         self.directory.groups.contains_key(principal)
+    }
+
+    /// Whether the directory has this environment.
+    pub fn knows_environment(&self, environment: &str) -> bool {
+        self.directory.environments.iter().any(|e| e == environment)
+    }
+
+    /// The directory's environments.
+    pub fn environments(&self) -> impl Iterator<Item = &str> {
+        self.directory.environments.iter().map(String::as_str)
     }
 
     /// Whether the directory puts `user` in `group` (directly).

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 /// `{days: ["Mon", …], start: "HH:MM", end: "HH:MM"}`, in UTC. A window
 /// whose end is not after its start runs past midnight: it opens on one of
-/// its days and closes on the next.
+/// its days and closes on the next (so equal start and end mean 24 hours).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct MaintenanceWindow {
     pub days: Vec<String>,

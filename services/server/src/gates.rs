@@ -52,9 +52,10 @@ impl Gates {
             let (facts, store) = (Arc::clone(&facts), Arc::clone(&store));
             tokio::spawn(async move {
                 let result = shiplog_store::follow(store.as_ref(), None, |event| {
-                    if let Ok(mut f) = facts.write() {
-                        f.apply(&event);
-                    }
+                    // A poisoned lock would leave facts behind: stop following
+                    // rather than let decisions run on stale facts.
+                    let Ok(mut f) = facts.write() else { return false };
+                    f.apply(&event);
                     applied_tx.send_replace(Some(event.seq));
                     true
                 })
@@ -67,7 +68,8 @@ impl Gates {
         let gates = Gates { config, engine: RwLock::new(Arc::new(engine)), facts, applied };
         gates.caught_up(store.as_ref()).await?;
         if record {
-            gates.record_activation(store.as_ref(), None).await?;
+            let engine = gates.engine().map_err(|e| e.message)?;
+            gates.record_activation(store.as_ref(), &engine, None).await?;
         }
         Ok(gates)
     }
@@ -98,8 +100,12 @@ impl Gates {
 
     /// Record `policy.activated` unless the ledger's last activation is this
     /// very set.
-    async fn record_activation(&self, store: &dyn EventStore, previous: Option<&str>) -> Result<(), String> {
-        let engine = self.engine().map_err(|e| e.message)?;
+    async fn record_activation(
+        &self,
+        store: &dyn EventStore,
+        engine: &PolicyEngine,
+        previous: Option<&str>,
+    ) -> Result<(), String> {
         let last = self.facts.read().ok().and_then(|f| f.policy_hash().map(str::to_owned));
         if last.as_deref() == Some(engine.hash()) {
             return Ok(());
@@ -130,11 +136,12 @@ impl Gates {
         })?;
         let previous = self.engine()?.hash().to_owned();
         let hash = engine.hash().to_owned();
+        // Recorded first: a set that goes live is always in the ledger.
+        self.caught_up(store).await.map_err(|m| ApiError::new(Code::StoreUnavailable, m))?;
+        self.record_activation(store, &engine, Some(&previous)).await.map_err(|m| ApiError::new(Code::Internal, m))?;
         if let Ok(mut e) = self.engine.write() {
             *e = Arc::new(engine);
         }
-        self.caught_up(store).await.map_err(|m| ApiError::new(Code::StoreUnavailable, m))?;
-        self.record_activation(store, Some(&previous)).await.map_err(|m| ApiError::new(Code::Internal, m))?;
         Ok(hash)
     }
 }
@@ -246,6 +253,15 @@ fn build_context(
     } else {
         required(&r.environment, "environment", action)?.to_owned()
     };
+    if action != GateAction::Merge && !engine.knows_environment(&resource) {
+        return Err(bad(
+            "resource.environment",
+            format!(
+                "unknown environment {resource:?}; the directory knows {}",
+                engine.environments().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
     ctx.in_maintenance_window = engine.in_maintenance_window(&resource, Utc::now());
     match action {
         GateAction::Deploy => {
@@ -265,6 +281,20 @@ fn build_context(
         }
         GateAction::PromoteCanary => {
             let deployment = required(&r.deployment_id, "deploymentId", action)?;
+            if let Some(c) = &request.context.canary {
+                if !(c.error_rate.is_finite() && (0.0..=1.0).contains(&c.error_rate)) {
+                    return Err(bad(
+                        "context.canary.errorRate",
+                        "errorRate must be a fraction between 0 and 1 (0.01 is 1%)".into(),
+                    ));
+                }
+                if !(c.p95_latency_ms.is_finite() && c.p95_latency_ms >= 0.0) {
+                    return Err(bad(
+                        "context.canary.p95LatencyMs",
+                        "p95LatencyMs must be a non-negative number".into(),
+                    ));
+                }
+            }
             let figures = facts
                 .canary(deployment)
                 .or_else(|| request.context.canary.as_ref().map(|c| (c.error_rate, c.p95_latency_ms)));
@@ -288,8 +318,8 @@ fn build_context(
             let change = required(&r.change_id, "changeId", action)?;
             ctx.infra_applied_to_staging = facts.infra_applied_to_staging(change);
             ctx.infra_reviewed_by_dev_ops =
-                facts.infra_approvers(principal, change).any(|a| engine.in_group(a, "DevOps"));
-            ctx.infra_approved = facts.infra_approvers(principal, change).next().is_some();
+                facts.infra_approvers(principal, change, &resource).any(|a| engine.in_group(a, "DevOps"));
+            ctx.infra_approved = facts.infra_approvers(principal, change, &resource).next().is_some();
         }
         GateAction::Merge => {
             let number =
