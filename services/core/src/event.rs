@@ -313,8 +313,7 @@ impl NewEvent {
             Some(v @ Value::Object(_)) => v,
             Some(other) => return Err(wrong_kind("data", "an object", &other)),
         };
-        let typed = event_type.parse_data(data.clone()).map_err(data_error)?;
-        check_data(&typed)?;
+        let typed = EventData::parse(event_type, data.clone())?;
 
         let links = match obj.remove("links") {
             None | Some(Value::Null) => Vec::new(),
@@ -377,6 +376,15 @@ fn content_digest(e: &NewEvent) -> Result<[u8; 32], EventError> {
     });
     let bytes = crate::canonical::to_jcs(&content).map_err(|err| EventError::invalid("data", err))?;
     Ok(Sha256::digest(bytes).into())
+}
+
+impl EventData {
+    /// The typed `data` of an event of this type, checked as at the edge.
+    pub fn parse(event_type: EventType, data: Value) -> Result<EventData, EventError> {
+        let typed = event_type.parse_data(data).map_err(data_error)?;
+        check_data(&typed)?;
+        Ok(typed)
+    }
 }
 
 /// Times are written in UTC, RFC 3339, with as many fractional digits as

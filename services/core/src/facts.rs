@@ -9,8 +9,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::event::EventData;
 use crate::event::data::{Approval, ApprovalScope, MigrationPhase, Outcome, ReviewState};
-use crate::event::{EventData, EventType};
 use crate::record::RecordedEvent;
 
 /// An approval as recorded, and whether a later `approval.revoked` undid it.
@@ -231,25 +231,14 @@ fn fits(approved: Option<&str>, wanted: Option<&str>) -> bool {
     }
 }
 
-fn typed(event: &RecordedEvent) -> Result<EventData, ()> {
-    let raw = serde_json::json!({
-        "id": event.id,
-        "type": event.event_type,
-        "occurredAt": crate::event::format_time(&event.occurred_at),
-        "actor": event.actor,
-        "stream": event.stream,
-        "data": event.data,
-    });
-    let author = if event.event_type.is_server_only() { crate::Author::Server } else { crate::Author::Client };
-    match event.event_type {
-        EventType::DecisionRecorded | EventType::TokenCreated | EventType::TokenRevoked => Err(()),
-        _ => crate::NewEvent::parse(raw, author).map(|e| e.typed).map_err(|_| ()),
-    }
+fn typed(event: &RecordedEvent) -> Result<EventData, crate::EventError> {
+    EventData::parse(event.event_type, event.data.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventType;
     use serde_json::{Value, json};
 
     fn recorded(seq: u64, kind: &str, data: Value) -> RecordedEvent {
