@@ -280,6 +280,8 @@ fn every_decision_and_activation_is_in_the_ledger_and_bad_requests_are_refused()
         assert_eq!((got, err["error"].as_str()), (status, Some(code)), "{body}: {err}");
         assert!(err["field"].as_str().unwrap_or_default().starts_with(field), "{body}: {err}");
     }
+    let (status, err) = g.server.post_raw("/v1/decisions", "application/json", "nope");
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_json")), "{err}");
     let after = g.server.all_events().len();
     assert_eq!(after, recorded.len(), "refused requests record nothing");
 }

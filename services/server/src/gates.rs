@@ -354,6 +354,9 @@ pub async fn decide(
     let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
     let request: DecisionRequest = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
         .map_err(|e| {
+        if e.inner().is_syntax() || e.inner().is_eof() {
+            return ApiError::new(Code::InvalidJson, format!("the request body is not valid JSON: {}", e.inner()));
+        }
         let field = e.path().to_string();
         bad(&field, format!("invalid decision request at {field}: {}", e.inner()))
     })?;
