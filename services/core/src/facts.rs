@@ -65,13 +65,19 @@ impl GateFacts {
     /// Take the next event into account. Events must come in `seq` order;
     /// an event already applied is ignored (replays are idempotent).
     pub fn apply(&mut self, event: &RecordedEvent) {
-        if self.applied.is_some_and(|a| event.seq <= a) {
-            return;
-        }
-        self.applied = Some(event.seq);
         // Stored events passed the edge's checks; one that no longer parses
         // (its type's rules grew stricter) simply adds no fact.
-        let Ok(typed) = typed(event) else { return };
+        self.apply_data(event.seq, typed(event).ok());
+    }
+
+    /// [`GateFacts::apply`] for an event whose data is already parsed
+    /// (`None`: it does not parse, and adds no fact).
+    pub fn apply_data(&mut self, seq: u64, typed: Option<EventData>) {
+        if self.applied.is_some_and(|a| seq <= a) {
+            return;
+        }
+        self.applied = Some(seq);
+        let Some(typed) = typed else { return };
         match typed {
             EventData::DeploymentSucceeded(d) if d.environment.as_str() == "staging" => {
                 self.staging_succeeded.insert(d.artifact.to_string());

@@ -9,12 +9,16 @@
 pub mod audit;
 pub mod canonical;
 pub mod checkpoint;
+pub mod delivery;
 pub mod event;
 pub mod facts;
+pub mod index;
 pub mod merkle;
 pub mod name;
 pub mod record;
 pub mod schema;
+pub mod stats;
+mod symbols;
 
 pub use event::{Author, EventData, EventError, EventType, ExpectedVersion, Link, NewEvent};
 pub use name::{Name, Sha, StreamName};
