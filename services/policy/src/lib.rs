@@ -233,6 +233,8 @@ struct Directory {
     environments: Vec<String>,
     windows: HashMap<String, MaintenanceWindow>,
     users: Vec<String>,
+    /// Service → team.
+    teams: std::collections::BTreeMap<String, String>,
 }
 
 /// The entity types of requests, parsed once.
@@ -378,6 +380,11 @@ fn load_directory(file: &SourceFile, schema: &Schema) -> Result<(Entities, Direc
                 directory.groups.insert(entity.uid.id.clone(), groups);
                 directory.users.push(entity.uid.id);
             }
+            "Shiplog::Service" => {
+                if let Some(team) = entity.attrs.get("team").and_then(|t| t.as_str()) {
+                    directory.teams.insert(entity.uid.id.clone(), team.to_owned());
+                }
+            }
             "Shiplog::Environment" => {
                 directory.environments.push(entity.uid.id.clone());
                 if let Some(w) = entity.attrs.get("maintenanceWindow") {
@@ -460,6 +467,16 @@ impl PolicyEngine {
     /// The directory's environments.
     pub fn environments(&self) -> impl Iterator<Item = &str> {
         self.directory.environments.iter().map(String::as_str)
+    }
+
+    /// The services of a team, by the directory (empty for an unknown team).
+    pub fn team_services(&self, team: &str) -> Vec<String> {
+        self.directory.teams.iter().filter(|(_, t)| *t == team).map(|(s, _)| s.clone()).collect()
+    }
+
+    /// Every service the directory knows, with its team.
+    pub fn service_teams(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.directory.teams.iter().map(|(s, t)| (s.as_str(), t.as_str()))
     }
 
     /// Whether the directory puts `user` in `group` (directly).

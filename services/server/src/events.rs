@@ -12,9 +12,12 @@ use crate::{ApiError, AppState, Code};
 
 /// Who recorded what this request appends. Until API tokens exist every
 /// request is recorded as `anonymous`.
-fn recorded_by(_req: &HttpRequest) -> &'static str {
-    "anonymous"
+pub(crate) fn recorded_by(_req: &HttpRequest) -> &'static str {
+    ANONYMOUS
 }
+
+/// The name events are recorded by until API tokens exist.
+pub(crate) const ANONYMOUS: &str = "anonymous";
 
 /// Append one event (a JSON object) or a batch (a JSON array), all or
 /// nothing. 201 with the receipt(s) when anything new was recorded; 200 when
@@ -29,8 +32,24 @@ pub async fn append(
     let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(Code::InvalidJson, format!("the request body is not valid JSON: {e}")))?;
+    let single = !value.is_array();
+    let receipts = record(&state, value, recorded_by(&req)).await?;
+    let mut response = if receipts.iter().all(|r| r.duplicate) { HttpResponse::Ok() } else { HttpResponse::Created() };
+    Ok(match (single, receipts.first()) {
+        (true, Some(receipt)) => response.json(receipt),
+        _ => response.json(&receipts),
+    })
+}
 
-    let (events, single) = match value {
+/// Record one event (an object) or a batch (an array), all or nothing, and
+/// return the receipts: the one way clients append, over REST and GraphQL.
+pub(crate) async fn record(
+    state: &AppState,
+    value: Value,
+    recorded_by: &str,
+) -> Result<Vec<shiplog_core::Receipt>, ApiError> {
+    state.ledger.require_intact()?;
+    let events = match value {
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(ApiError::new(Code::EmptyBatch, "the batch is empty; send at least one event"));
@@ -47,20 +66,15 @@ pub async fn append(
             for (i, item) in items.into_iter().enumerate() {
                 events.push(NewEvent::parse(item, Author::Client).map_err(|e| ApiError::from_event(e, Some(i)))?);
             }
-            (events, false)
+            events
         }
-        other => (vec![NewEvent::parse(other, Author::Client).map_err(|e| ApiError::from_event(e, None))?], true),
+        other => vec![NewEvent::parse(other, Author::Client).map_err(|e| ApiError::from_event(e, None))?],
     };
-
-    let receipts = state.ledger.store.append(events, recorded_by(&req)).await?;
+    let receipts = state.ledger.store.append(events, recorded_by).await?;
     if let Some(last) = receipts.iter().map(|r| r.seq).max() {
         state.ledger.client_appends.fetch_max(last + 1, std::sync::atomic::Ordering::SeqCst);
     }
-    let mut response = if receipts.iter().all(|r| r.duplicate) { HttpResponse::Ok() } else { HttpResponse::Created() };
-    Ok(match (single, receipts.first()) {
-        (true, Some(receipt)) => response.json(receipt),
-        _ => response.json(&receipts),
-    })
+    Ok(receipts)
 }
 
 fn require_json(req: &HttpRequest) -> Result<(), ApiError> {

@@ -16,9 +16,9 @@ use shiplog_core::facts::{GateFacts, Subject};
 use shiplog_core::{Author, NewEvent};
 use shiplog_policy::{Decision, GateAction, GateContext, PolicyEngine, PolicySources};
 use shiplog_store::EventStore;
-use tokio::sync::watch;
 
 use crate::events::read_body;
+use crate::projections::Projections;
 use crate::{ApiError, AppState, Code};
 
 /// Where the policies come from, to load them again on reload.
@@ -32,8 +32,7 @@ pub struct PolicyConfig {
 pub struct Gates {
     config: PolicyConfig,
     engine: RwLock<Arc<PolicyEngine>>,
-    facts: Arc<RwLock<GateFacts>>,
-    applied: watch::Receiver<Option<u64>>,
+    projections: Arc<Projections>,
 }
 
 /// Who the server is when it records events of its own.
@@ -44,28 +43,14 @@ impl Gates {
     /// and record the policy set's activation if it is new to the ledger.
     /// `record`: whether the ledger takes writes (not while its history is
     /// damaged).
-    pub async fn start(config: PolicyConfig, store: Arc<dyn EventStore>, record: bool) -> Result<Gates, String> {
+    pub async fn start(
+        config: PolicyConfig,
+        store: Arc<dyn EventStore>,
+        projections: Arc<Projections>,
+        record: bool,
+    ) -> Result<Gates, String> {
         let engine = load(&config)?;
-        let facts = Arc::new(RwLock::new(GateFacts::new()));
-        let (applied_tx, applied) = watch::channel(None);
-        {
-            let (facts, store) = (Arc::clone(&facts), Arc::clone(&store));
-            tokio::spawn(async move {
-                let result = shiplog_store::follow(store.as_ref(), None, |event| {
-                    // A poisoned lock would leave facts behind: stop following
-                    // rather than let decisions run on stale facts.
-                    let Ok(mut f) = facts.write() else { return false };
-                    f.apply(&event);
-                    applied_tx.send_replace(Some(event.seq));
-                    true
-                })
-                .await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "the gate facts stopped following the ledger");
-                }
-            });
-        }
-        let gates = Gates { config, engine: RwLock::new(Arc::new(engine)), facts, applied };
+        let gates = Gates { config, engine: RwLock::new(Arc::new(engine)), projections };
         gates.caught_up(store.as_ref()).await?;
         if record {
             let engine = gates.engine().map_err(|e| e.message)?;
@@ -74,7 +59,7 @@ impl Gates {
         Ok(gates)
     }
 
-    fn engine(&self) -> Result<Arc<PolicyEngine>, ApiError> {
+    pub(crate) fn engine(&self) -> Result<Arc<PolicyEngine>, ApiError> {
         self.engine
             .read()
             .map(|e| Arc::clone(&e))
@@ -89,13 +74,7 @@ impl Gates {
 
     /// Wait until the facts include the event at `target`.
     async fn caught_up_to(&self, target: Option<u64>) -> Result<(), String> {
-        let Some(target) = target else { return Ok(()) };
-        let mut applied = self.applied.clone();
-        let wait = applied.wait_for(|a| a.is_some_and(|a| a >= target));
-        match tokio::time::timeout(Duration::from_secs(10), wait).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(format!("the gate facts did not reach seq {target} within 10 s")),
-        }
+        self.projections.caught_up_to(target, Duration::from_secs(10)).await
     }
 
     /// Record `policy.activated` unless the ledger's last activation is this
@@ -106,7 +85,7 @@ impl Gates {
         engine: &PolicyEngine,
         previous: Option<&str>,
     ) -> Result<(), String> {
-        let last = self.facts.read().ok().and_then(|f| f.policy_hash().map(str::to_owned));
+        let last = self.projections.read().ok().and_then(|v| v.facts.policy_hash().map(str::to_owned));
         if last.as_deref() == Some(engine.hash()) {
             return Ok(());
         }
@@ -347,19 +326,25 @@ pub async fn decide(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+    Ok(HttpResponse::Ok().json(decide_body(&state, &body).await?))
+}
+
+/// Decide a request (its JSON body), record the decision, and return the
+/// answer: the one way to decide, over REST and GraphQL.
+pub(crate) async fn decide_body(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
     let gates = state.ledger.gates.as_ref().ok_or_else(|| {
         ApiError::new(Code::GatesUnavailable, "no policies are loaded; start shiplog with --policies DIR")
     })?;
     state.ledger.require_intact()?;
-    let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
-    let request: DecisionRequest = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
+    let request: DecisionRequest = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
         .map_err(|e| {
-        if e.inner().is_syntax() || e.inner().is_eof() {
-            return ApiError::new(Code::InvalidJson, format!("the request body is not valid JSON: {}", e.inner()));
-        }
-        let field = e.path().to_string();
-        bad(&field, format!("invalid decision request at {field}: {}", e.inner()))
-    })?;
+            if e.inner().is_syntax() || e.inner().is_eof() {
+                return ApiError::new(Code::InvalidJson, format!("the request body is not valid JSON: {}", e.inner()));
+            }
+            let field = e.path().to_string();
+            bad(&field, format!("invalid decision request at {field}: {}", e.inner()))
+        })?;
     let action = GateAction::parse(&request.action).ok_or_else(|| {
         let valid: Vec<&str> = GateAction::ALL.iter().map(|a| a.as_str()).collect();
         bad("action", format!("unknown action {:?}; valid actions are: {}", request.action, valid.join(", ")))
@@ -378,8 +363,8 @@ pub async fn decide(
     let facts_up_to = state.ledger.client_appends.load(std::sync::atomic::Ordering::SeqCst).checked_sub(1);
     gates.caught_up_to(facts_up_to).await.map_err(|m| ApiError::new(Code::StoreUnavailable, m))?;
     let (resource, context) = {
-        let facts = gates.facts.read().map_err(|_| ApiError::new(Code::Internal, "the gate facts are unavailable"))?;
-        build_context(&engine, &facts, &request, action)?
+        let views = gates.projections.read()?;
+        build_context(&engine, &views.facts, &request, action)?
     };
     let (decision, shadow) = engine
         .decide(&request.principal, action, &resource, &context)
@@ -430,7 +415,7 @@ pub async fn decide(
     if let Some(shadow) = shadow_json {
         answer["shadow"] = shadow;
     }
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(answer)
 }
 
 /// `POST /v1/policies/reload`.

@@ -15,6 +15,8 @@ pub struct Ledger {
     pub store: Arc<dyn EventStore>,
     /// The release gates, when policies are loaded.
     pub gates: Option<crate::gates::Gates>,
+    /// Gate facts, delivery figures and the audit index, fed from the log.
+    pub projections: Arc<crate::projections::Projections>,
     /// One past the seq of the last event a client appended through this
     /// server: the facts a decision must see.
     pub client_appends: std::sync::atomic::AtomicU64,
@@ -63,9 +65,12 @@ impl Ledger {
                 Some(finding)
             }
         };
+        let projections =
+            crate::projections::Projections::start(Arc::clone(&store)).await.map_err(StoreError::Unavailable)?;
         let ledger = Ledger {
             store,
             gates: None,
+            projections,
             client_appends: std::sync::atomic::AtomicU64::new(0),
             signer,
             latest: Mutex::new(latest),
@@ -82,7 +87,9 @@ impl Ledger {
     /// Load the release gates and start feeding their facts from the log.
     pub async fn start_gates(&mut self, config: crate::gates::PolicyConfig) -> Result<(), String> {
         let intact = self.integrity().is_none();
-        self.gates = Some(crate::gates::Gates::start(config, Arc::clone(&self.store), intact).await?);
+        self.gates = Some(
+            crate::gates::Gates::start(config, Arc::clone(&self.store), Arc::clone(&self.projections), intact).await?,
+        );
         Ok(())
     }
 

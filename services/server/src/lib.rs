@@ -5,8 +5,10 @@
 mod error;
 mod events;
 mod gates;
+pub mod graphql;
 mod health;
 mod ledger;
+mod projections;
 mod proofs;
 
 use std::future::Future;
@@ -76,9 +78,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let state = web::Data::new(AppState { ledger, limits: config.limits });
     reload_on_sighup(state.clone());
+    let schema = web::Data::new(graphql::schema(Some(state.clone())));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(schema.clone())
             .wrap_fn(|req, srv| {
                 let started = Instant::now();
                 let request_id = req
@@ -125,6 +129,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/events")
                 .route(web::post().to(events::append))
                 .route(web::get().to(events::list))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/graphql")
+                .route(web::post().to(graphql::post))
+                .route(web::get().to(graphql::get))
                 .default_service(web::to(method_not_allowed)),
         )
         .route("/v1/decisions", web::post().to(gates::decide))
