@@ -7,6 +7,7 @@ mod bench;
 mod check;
 mod client;
 mod config;
+mod generate;
 mod policy;
 mod record;
 mod serve;
@@ -42,6 +43,8 @@ enum Command {
     Verify(audit::VerifyArgs),
     /// Check the release gates offline: validate the policies, run their tests
     Policy(policy::PolicyArgs),
+    /// Generate a realistic organisation history (NDJSON, or into a store)
+    Generate(generate::GenerateArgs),
     /// Measure the ledger (A1: embedded batch appends; A2: concurrent HTTP appends)
     Bench(bench::BenchArgs),
 }
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Export(args) => audit::export(args),
         Command::Verify(args) => audit::verify(args),
         Command::Policy(args) => policy::run(args),
+        Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

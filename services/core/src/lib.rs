@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod delivery;
 pub mod event;
 pub mod facts;
+pub mod generate;
 pub mod index;
 pub mod merkle;
 pub mod name;
