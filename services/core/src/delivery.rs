@@ -25,7 +25,6 @@
 //!
 //! Everything here is pure: time comes in as arguments.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
@@ -35,7 +34,7 @@ use crate::event::EventData;
 use crate::event::data::{CommitRef, Deployment, Outcome};
 use crate::record::RecordedEvent;
 use crate::stats::Summary;
-use crate::symbols::{Sym, Symbols};
+use crate::symbols::{FastMap, Sym, Symbols};
 
 /// Microseconds since the Unix epoch: PostgreSQL's time resolution.
 type Micros = i64;
@@ -110,37 +109,37 @@ pub struct Delivery {
     applied: Option<u64>,
     syms: Symbols,
     deploys: Vec<Deploy>,
-    by_id: HashMap<Arc<str>, u32>,
+    by_id: FastMap<Arc<str>, u32>,
     /// Deployments per environment, and per service and environment, in
     /// time order (`occurredAt`, then `seq`).
-    by_env: HashMap<Sym, Vec<u32>>,
-    by_service_env: HashMap<(Sym, Sym), Vec<u32>>,
+    by_env: FastMap<Sym, Vec<u32>>,
+    by_service_env: FastMap<(Sym, Sym), Vec<u32>>,
     /// The deployment that first brought a commit to an environment.
-    first_arrival: HashMap<(Sym, Sym), u32>,
-    artifacts: HashMap<Arc<str>, Artifact>,
+    first_arrival: FastMap<(Sym, Sym), u32>,
+    artifacts: FastMap<Arc<str>, Artifact>,
     /// Deployments waiting for their artifact's commits.
-    pending: HashMap<Arc<str>, Vec<u32>>,
-    rollbacks: HashMap<Arc<str>, Micros>,
+    pending: FastMap<Arc<str>, Vec<u32>>,
+    rollbacks: FastMap<Arc<str>, Micros>,
     /// Times of the deployments that fix a deployment or an incident.
-    fixes: HashMap<Arc<str>, Vec<Micros>>,
+    fixes: FastMap<Arc<str>, Vec<Micros>>,
     incidents: Vec<Incident>,
-    incident_by_id: HashMap<Arc<str>, u32>,
+    incident_by_id: FastMap<Arc<str>, u32>,
     /// The earliest `incident.resolved` per incident, also of incidents
     /// whose opening is not recorded yet.
-    resolutions: HashMap<Arc<str>, Micros>,
-    caused: HashMap<Arc<str>, Vec<u32>>,
+    resolutions: FastMap<Arc<str>, Micros>,
+    caused: FastMap<Arc<str>, Vec<u32>>,
     /// Incidents without `causedBy`, per service and environment, by time.
-    uncaused: HashMap<(Sym, Sym), Vec<u32>>,
+    uncaused: FastMap<(Sym, Sym), Vec<u32>>,
     /// `deployment.started` times not yet matched with their success.
-    started: HashMap<Arc<str>, Micros>,
+    started: FastMap<Arc<str>, Micros>,
     /// `deployment.failed` per environment: (time, service), by time.
-    failed_attempts: HashMap<Sym, Vec<(Micros, Sym)>>,
+    failed_attempts: FastMap<Sym, Vec<(Micros, Sym)>>,
     builds: Vec<Build>,
     /// Build runs by (pipeline, run id): the start, and the finished build.
-    runs: HashMap<(Sym, Arc<str>), Run>,
+    runs: FastMap<(Sym, Arc<str>), Run>,
     /// Which service a pipeline builds, learnt from its published artifacts.
-    pipeline_service: HashMap<Sym, Sym>,
-    build_artifact: HashMap<Arc<str>, Sym>,
+    pipeline_service: FastMap<Sym, Sym>,
+    build_artifact: FastMap<Arc<str>, Sym>,
 }
 
 impl Delivery {

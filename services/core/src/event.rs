@@ -49,6 +49,12 @@ macro_rules! event_types {
                 match self { $( EventType::$variant => schemars::schema_for!($data), )+ }
             }
 
+            fn parse_data_json(self, data: &str) -> Result<EventData, serde_json::Error> {
+                match self {
+                    $( EventType::$variant => serde_json::from_str(data).map(EventData::$variant), )+
+                }
+            }
+
             fn parse_data(self, data: Value) -> Result<EventData, serde_path_to_error::Error<serde_json::Error>> {
                 match self {
                     $( EventType::$variant => serde_path_to_error::deserialize(data).map(EventData::$variant), )+
@@ -382,6 +388,17 @@ impl EventData {
     /// The typed `data` of an event of this type, checked as at the edge.
     pub fn parse(event_type: EventType, data: Value) -> Result<EventData, EventError> {
         let typed = event_type.parse_data(data).map_err(data_error)?;
+        check_data(&typed)?;
+        Ok(typed)
+    }
+
+    /// The same as [`EventData::parse`], from the `data` object's JSON text
+    /// (no intermediate `Value`: how a replay reads the stored log). Errors
+    /// carry no field path; parse the `Value` for a client-facing message.
+    pub fn parse_json(event_type: EventType, data: &str) -> Result<EventData, EventError> {
+        let typed = event_type
+            .parse_data_json(data)
+            .map_err(|e| EventError::invalid("data", strip_serde_location(&e.to_string())))?;
         check_data(&typed)?;
         Ok(typed)
     }

@@ -7,7 +7,7 @@
 //! that depend on the directory (is this approver a tech lead?) take it as a
 //! function, so the projection stays pure.
 
-use std::collections::{HashMap, HashSet};
+use crate::symbols::{FastMap, FastSet, Sym, Symbols};
 
 use crate::event::EventData;
 use crate::event::data::{Approval, ApprovalScope, MigrationPhase, Outcome, ReviewState};
@@ -20,21 +20,52 @@ struct Granted {
     revoked: bool,
 }
 
-/// Latest result per test suite, or per scanner.
-type Latest<K, V> = HashMap<K, V>;
+/// Latest result per test suite, or per scanner, or per reviewer: a few
+/// entries per subject, kept in a small list.
+#[derive(Debug, Clone)]
+struct Latest<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for Latest<K, V> {
+    fn default() -> Self {
+        Latest(Vec::new())
+    }
+}
+
+impl<K: PartialEq, V> Latest<K, V> {
+    fn insert(&mut self, key: K, value: V) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct GateFacts {
     applied: Option<u64>,
-    staging_succeeded: HashSet<String>,
-    tests: HashMap<String, Latest<String, bool>>,
-    scans: HashMap<String, Latest<(String, String), u64>>,
+    /// Artifacts, commits, suites, scanners, people, repositories, ids.
+    syms: Symbols,
+    staging_succeeded: FastSet<Sym>,
+    tests: FastMap<Sym, Latest<Sym, bool>>,
+    scans: FastMap<Sym, Latest<(Sym, Sym), u64>>,
     approvals: Vec<Granted>,
-    canaries: HashMap<String, (f64, f64)>,
-    expand_in_production: HashSet<(String, String)>,
-    infra_in_staging: HashSet<String>,
-    reviews: HashMap<(String, u64), Latest<String, ReviewState>>,
-    change_authors: HashMap<(String, u64), String>,
+    canaries: FastMap<Sym, (f64, f64)>,
+    expand_in_production: FastSet<(Sym, Sym)>,
+    infra_in_staging: FastSet<Sym>,
+    reviews: FastMap<(Sym, u64), Latest<Sym, ReviewState>>,
+    change_authors: FastMap<(Sym, u64), Sym>,
     policy_hash: Option<String>,
 }
 
@@ -67,12 +98,12 @@ impl GateFacts {
     pub fn apply(&mut self, event: &RecordedEvent) {
         // Stored events passed the edge's checks; one that no longer parses
         // (its type's rules grew stricter) simply adds no fact.
-        self.apply_data(event.seq, typed(event).ok());
+        self.apply_data(event.seq, typed(event).ok().as_ref());
     }
 
     /// [`GateFacts::apply`] for an event whose data is already parsed
     /// (`None`: it does not parse, and adds no fact).
-    pub fn apply_data(&mut self, seq: u64, typed: Option<EventData>) {
+    pub fn apply_data(&mut self, seq: u64, typed: Option<&EventData>) {
         if self.applied.is_some_and(|a| seq <= a) {
             return;
         }
@@ -80,49 +111,57 @@ impl GateFacts {
         let Some(typed) = typed else { return };
         match typed {
             EventData::DeploymentSucceeded(d) if d.environment.as_str() == "staging" => {
-                self.staging_succeeded.insert(d.artifact.to_string());
+                let artifact = self.syms.intern(d.artifact.as_str());
+                self.staging_succeeded.insert(artifact);
             }
             EventData::TestsFinished(t) => {
                 let passed = t.outcome == Outcome::Success && t.failed == 0;
-                for subject in [t.artifact.as_ref().map(ToString::to_string), t.sha.as_ref().map(ToString::to_string)]
-                    .into_iter()
-                    .flatten()
+                let suite = self.syms.intern(&format!("{}/{:?}", t.suite, t.kind));
+                for subject in
+                    [t.artifact.as_ref().map(|a| a.as_str()), t.sha.as_ref().map(|s| s.as_str())].into_iter().flatten()
                 {
-                    self.tests.entry(subject).or_default().insert(format!("{}/{:?}", t.suite, t.kind), passed);
+                    let subject = self.syms.intern(subject);
+                    self.tests.entry(subject).or_default().insert(suite, passed);
                 }
             }
             EventData::ScanFinished(s) => {
-                self.scans
-                    .entry(s.artifact.to_string())
-                    .or_default()
-                    .insert((s.scanner.to_string(), format!("{:?}", s.kind)), s.critical);
+                let artifact = self.syms.intern(s.artifact.as_str());
+                let scanner = (self.syms.intern(s.scanner.as_str()), self.syms.intern(&format!("{:?}", s.kind)));
+                self.scans.entry(artifact).or_default().insert(scanner, s.critical);
             }
-            EventData::ApprovalGranted(a) => self.approvals.push(Granted { approval: a, revoked: false }),
+            EventData::ApprovalGranted(a) => self.approvals.push(Granted { approval: a.clone(), revoked: false }),
             EventData::ApprovalRevoked(r) => {
-                for g in self.approvals.iter_mut().filter(|g| same_grant(&g.approval, &r)) {
+                for g in self.approvals.iter_mut().filter(|g| same_grant(&g.approval, r)) {
                     g.revoked = true;
                 }
             }
             EventData::CanaryAnalyzed(c) => {
-                self.canaries.insert(c.deployment_id.to_string(), (c.error_rate, c.p95_latency_ms));
+                let deployment = self.syms.intern(c.deployment_id.as_str());
+                self.canaries.insert(deployment, (c.error_rate, c.p95_latency_ms));
             }
             EventData::MigrationApplied(m)
                 if m.environment.as_str() == "production" && m.phase == MigrationPhase::Expand =>
             {
-                self.expand_in_production.insert((m.service.to_string(), m.name.to_string()));
+                let key = (self.syms.intern(m.service.as_str()), self.syms.intern(m.name.as_str()));
+                self.expand_in_production.insert(key);
             }
             EventData::InfraApplied(i) if i.environment.as_str() == "staging" && i.outcome == Outcome::Success => {
-                self.infra_in_staging.insert(i.change_id.to_string());
+                let change = self.syms.intern(i.change_id.as_str());
+                self.infra_in_staging.insert(change);
             }
             EventData::ChangeOpened(c) => {
                 // The first author recorded is the author.
-                self.change_authors.entry((c.repo.to_string(), c.number)).or_insert_with(|| c.author.to_string());
+                let (repo, author) = (self.syms.intern(c.repo.as_str()), self.syms.intern(c.author.as_str()));
+                self.change_authors.entry((repo, c.number)).or_insert(author);
             }
             EventData::ChangeReviewed(r) => {
+                let repo = self.syms.intern(r.repo.as_str());
                 if let Some(author) = &r.author {
-                    self.change_authors.entry((r.repo.to_string(), r.number)).or_insert_with(|| author.to_string());
+                    let author = self.syms.intern(author.as_str());
+                    self.change_authors.entry((repo, r.number)).or_insert(author);
                 }
-                self.reviews.entry((r.repo.to_string(), r.number)).or_default().insert(r.reviewer.to_string(), r.state);
+                let reviewer = self.syms.intern(r.reviewer.as_str());
+                self.reviews.entry((repo, r.number)).or_default().insert(reviewer, r.state);
             }
             EventData::PolicyActivated(p) => self.policy_hash = Some(p.policy_set_hash.to_string()),
             _ => {}
@@ -130,18 +169,21 @@ impl GateFacts {
     }
 
     pub fn staging_succeeded(&self, artifact: &str) -> bool {
-        self.staging_succeeded.contains(artifact)
+        self.syms.get(artifact).is_some_and(|a| self.staging_succeeded.contains(&a))
     }
 
     /// Tests recorded for the artifact (or commit), and the latest run of
     /// every suite passed.
     pub fn tests_passed(&self, subject: &str) -> bool {
-        self.tests.get(subject).is_some_and(|suites| !suites.is_empty() && suites.values().all(|p| *p))
+        self.syms
+            .get(subject)
+            .and_then(|s| self.tests.get(&s))
+            .is_some_and(|suites| !suites.is_empty() && suites.values().all(|p| *p))
     }
 
     /// `(scanned, critical findings in the latest scan of each scanner)`.
     pub fn scans(&self, artifact: &str) -> (bool, u64) {
-        match self.scans.get(artifact) {
+        match self.syms.get(artifact).and_then(|a| self.scans.get(&a)) {
             None => (false, 0),
             Some(latest) => (!latest.is_empty(), latest.values().fold(0u64, |sum, n| sum.saturating_add(*n))),
         }
@@ -192,27 +234,32 @@ impl GateFacts {
 
     /// The recorded canary analysis of a deployment: (error rate, p95 ms).
     pub fn canary(&self, deployment_id: &str) -> Option<(f64, f64)> {
-        self.canaries.get(deployment_id).copied()
+        self.syms.get(deployment_id).and_then(|d| self.canaries.get(&d)).copied()
     }
 
     pub fn expand_in_production(&self, service: &str, migration: &str) -> bool {
-        self.expand_in_production.contains(&(service.to_owned(), migration.to_owned()))
+        match (self.syms.get(service), self.syms.get(migration)) {
+            (Some(s), Some(m)) => self.expand_in_production.contains(&(s, m)),
+            _ => false,
+        }
     }
 
     pub fn infra_applied_to_staging(&self, change_id: &str) -> bool {
-        self.infra_in_staging.contains(change_id)
+        self.syms.get(change_id).is_some_and(|c| self.infra_in_staging.contains(&c))
     }
 
     /// Someone other than the change's author (or, when the ledger does not
     /// know the author, other than `principal`) approved it in their latest
     /// review.
     pub fn review_approved_by_other(&self, repo: &str, number: u64, principal: &str) -> bool {
-        let key = (repo.to_owned(), number);
-        let author = self.change_authors.get(&key).map_or(principal, String::as_str);
+        let Some(repo) = self.syms.get(repo) else { return false };
+        let key = (repo, number);
+        let author = self.change_authors.get(&key).map_or(principal, |a| self.syms.name(*a));
         self.reviews.get(&key).is_some_and(|reviews| {
-            reviews
-                .iter()
-                .any(|(reviewer, state)| *state == ReviewState::Approved && reviewer != author && reviewer != principal)
+            reviews.iter().any(|(reviewer, state)| {
+                let reviewer = self.syms.name(*reviewer);
+                *state == ReviewState::Approved && reviewer != author && reviewer != principal
+            })
         })
     }
 }

@@ -5,14 +5,14 @@
 //! events that mention each. Searches and traces return `seq`s; the caller
 //! fetches those events from the store by key.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::event::{EventData, EventType};
 use crate::record::RecordedEvent;
-use crate::symbols::{Sym, Symbols};
+use crate::symbols::{FastMap, Sym, Symbols};
 
 const NONE: Sym = Sym::MAX;
 
@@ -148,8 +148,8 @@ pub struct LedgerIndex {
     syms: Symbols,
     rows: Vec<Row>,
     event_refs: Vec<Ref>,
-    refs: HashMap<Ref, Vec<u32>>,
-    artifact_service: HashMap<Sym, Sym>,
+    refs: FastMap<Ref, Vec<u32>>,
+    artifact_service: FastMap<Sym, Sym>,
     decisions: Vec<DecisionRow>,
 }
 
@@ -160,6 +160,12 @@ impl LedgerIndex {
 
     pub fn applied(&self) -> Option<u64> {
         self.applied
+    }
+
+    /// Make room for `events` more events (a replay knows how many).
+    pub fn reserve(&mut self, events: usize) {
+        self.rows.reserve(events);
+        self.event_refs.reserve(events.saturating_mul(2));
     }
 
     /// Events indexed.

@@ -22,6 +22,7 @@ use actix_web::{App, HttpMessage, HttpServer, web};
 pub use error::{ApiError, Code};
 pub use gates::PolicyConfig;
 pub use ledger::Ledger;
+pub use projections::{Projections, Views};
 
 /// Bounds on what one request may ask of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use shiplog_core::delivery::Delivery;
 use shiplog_core::facts::GateFacts;
 use shiplog_core::index::LedgerIndex;
 use shiplog_core::{EventData, RecordedEvent};
-use shiplog_store::{EventStore, ReadQuery};
+use shiplog_store::{EventStore, RawEvent};
 use tokio::sync::{broadcast, watch};
 
 /// Everything the follower maintains.
@@ -23,14 +23,48 @@ pub struct Views {
 
 impl Views {
     /// Apply one event to every view.
-    pub fn apply(&mut self, event: &RecordedEvent, data: Option<EventData>) {
-        self.index.apply(event, data.as_ref());
-        if let Some(d) = &data {
+    pub fn apply(&mut self, event: &RecordedEvent, data: Option<&EventData>) {
+        self.index.apply(event, data);
+        if let Some(d) = data {
             self.delivery.apply(event, d);
         }
         self.facts.apply_data(event.seq, data);
     }
+
+    /// Apply a batch in `seq` order. A large batch (a replay) is applied
+    /// on two threads: the audit index on one, the delivery figures and
+    /// the gate facts on the other; they share nothing.
+    pub fn apply_batch(&mut self, batch: &[(RecordedEvent, Option<EventData>)]) {
+        if batch.len() < PARALLEL_BATCH {
+            for (event, data) in batch {
+                self.apply(event, data.as_ref());
+            }
+            return;
+        }
+        let Views { facts, delivery, index } = self;
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for (event, data) in batch {
+                    index.apply(event, data.as_ref());
+                }
+            });
+            for (event, data) in batch {
+                if let Some(d) = data {
+                    delivery.apply(event, d);
+                }
+                facts.apply_data(event.seq, data.as_ref());
+            }
+        });
+    }
 }
+
+/// Batches at least this large are applied on two threads.
+const PARALLEL_BATCH: usize = 1_000;
+
+/// Events read from the store at a time.
+const BATCH: usize = 5_000;
+/// Batches read and parsed at once while the log ahead is long (a replay).
+const READ_AHEAD: usize = 2;
 
 /// How many new events a subscriber may fall behind before it is told it
 /// lagged.
@@ -46,11 +80,13 @@ impl Projections {
     /// Replay the log into fresh views, then keep following it. Returns once
     /// the replay has caught up with the head seen at start.
     pub async fn start(store: Arc<dyn EventStore>) -> Result<Arc<Projections>, String> {
-        let views = Arc::new(RwLock::new(Views::default()));
+        let target = *store.head().borrow();
+        let mut fresh = Views::default();
+        fresh.index.reserve(target.map_or(0, |t| usize::try_from(t + 1).unwrap_or(0)));
+        let views = Arc::new(RwLock::new(fresh));
         let (applied_tx, applied) = watch::channel(None);
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let projections = Arc::new(Projections { views: Arc::clone(&views), applied, feed: feed.clone() });
-        let target = *store.head().borrow();
         let started = Instant::now();
         tokio::spawn(async move {
             if let Err(e) = follow(store, views, applied_tx, feed).await {
@@ -103,38 +139,73 @@ async fn follow(
 ) -> Result<(), String> {
     let mut head = store.head();
     let mut after: Option<u64> = None;
+    // Reading and parsing a batch is one task, run while the batch before
+    // it is applied. The data's text is kept for subscribers, if any.
+    let read = |after: Option<u64>| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let batch = store.read_raw(after, BATCH).await.map_err(|e| e.to_string())?;
+            let mut parsed = Vec::with_capacity(batch.len());
+            let mut texts = Vec::with_capacity(batch.len());
+            for RawEvent { event, data } in batch {
+                let typed = EventData::parse_json(event.event_type, &data).ok();
+                parsed.push((event, typed));
+                texts.push(data);
+            }
+            Ok::<_, String>((parsed, texts))
+        })
+    };
+    // Reads in flight, oldest first, each with the `after` it asked for.
+    let mut queue = std::collections::VecDeque::new();
+    queue.push_back((after, read(after)));
     loop {
-        let batch =
-            store.read(ReadQuery { after, limit: 5_000, ..ReadQuery::default() }).await.map_err(|e| e.to_string())?;
-        if batch.is_empty() {
-            let seen = *head.borrow_and_update();
-            if seen.is_some() && seen > after {
-                continue;
-            }
-            if head.changed().await.is_err() {
-                return Ok(());
-            }
+        let Some((asked, handle)) = queue.pop_front() else {
+            queue.push_back((after, read(after)));
+            continue;
+        };
+        let (parsed, texts) = handle.await.map_err(|e| e.to_string())??;
+        if asked != after {
+            // Read ahead on the assumption that the batch before was full,
+            // and it was not: read again from where the views are.
+            queue.clear();
+            queue.push_back((after, read(after)));
             continue;
         }
-        // Parse outside the lock; apply under it, a batch at a time.
-        let live = feed.receiver_count() > 0;
-        let mut parsed = Vec::with_capacity(batch.len());
-        for mut event in batch {
-            let data = if live {
-                let data = EventData::parse(event.event_type, event.data.clone()).ok();
-                let _ = feed.send(Arc::new(event.clone()));
-                data
-            } else {
-                EventData::parse(event.event_type, std::mem::take(&mut event.data)).ok()
-            };
-            parsed.push((event, data));
+        if parsed.is_empty() {
+            let seen = *head.borrow_and_update();
+            if !(seen.is_some() && seen > after) && head.changed().await.is_err() {
+                return Ok(());
+            }
+            queue.clear();
+            queue.push_back((after, read(after)));
+            continue;
         }
         let last = parsed.last().map(|(e, _)| e.seq);
+        // Read ahead while this batch is applied, as far as the log goes.
+        if queue.is_empty() {
+            queue.push_back((last, read(last)));
+        }
+        let head_now = *head.borrow();
+        while queue.len() < READ_AHEAD {
+            let Some((a, _)) = queue.back() else { break };
+            let full_end = a.map_or(BATCH as u64 - 1, |a| a + BATCH as u64);
+            if head_now.is_none_or(|h| h <= full_end) {
+                break;
+            }
+            queue.push_back((Some(full_end), read(Some(full_end))));
+        }
+        if feed.receiver_count() > 0 {
+            for ((event, _), data) in parsed.iter().zip(&texts) {
+                let mut whole = event.clone();
+                whole.data = serde_json::from_str(data)
+                    .map_err(|e| format!("the stored data of seq {} is not JSON: {e}", event.seq))?;
+                let _ = feed.send(Arc::new(whole));
+            }
+        }
+        drop(texts);
         {
             let mut v = views.write().map_err(|_| "the projections' lock is poisoned".to_owned())?;
-            for (event, data) in parsed {
-                v.apply(&event, data);
-            }
+            v.apply_batch(&parsed);
         }
         after = last;
         applied.send_replace(last);

@@ -53,6 +53,21 @@ pub trait EventStore: Send + Sync + 'static {
     /// Events in `seq` order, filtered as the query says.
     async fn read(&self, query: ReadQuery) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Every event after `after`, in `seq` order, with `data` left as the
+    /// JSON text it is stored as: for followers that parse it straight into
+    /// typed values (a replay of the whole log). Backends that store parsed
+    /// values may keep this default.
+    async fn read_raw(&self, after: Option<u64>, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        let events = self.read(ReadQuery { after, limit, ..ReadQuery::default() }).await?;
+        Ok(events
+            .into_iter()
+            .map(|mut event| {
+                let data = std::mem::take(&mut event.data).to_string();
+                RawEvent { event, data }
+            })
+            .collect())
+    }
+
     /// One stream's events from `from_version` on, in stream order.
     async fn read_stream(
         &self,
@@ -83,6 +98,13 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Finish every append already accepted, then stop taking new ones.
     async fn close(&self);
+}
+
+/// An event as stored, its `data` still JSON text; `event.data` is null.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent {
+    pub event: RecordedEvent,
+    pub data: String,
 }
 
 /// A signed checkpoint as the store keeps it.

@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use serde_json::Value;
 use shiplog_core::event::format_time;
 use shiplog_core::merkle::{
     Hash, HashReader, LeafTemplate, TreeError, stored_hash_index, stored_hashes_for_record_hash,
@@ -35,7 +36,7 @@ use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::{AppendError, EventStore, MAX_READ_LIMIT, ReadQuery, StoreError, StoredCheckpoint};
+use crate::{AppendError, EventStore, MAX_READ_LIMIT, RawEvent, ReadQuery, StoreError, StoredCheckpoint};
 
 /// The migrations, in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -155,6 +156,9 @@ impl SqliteStore {
                 }
             }
         }
+        // The scans above filled the writer's page cache with pages appends
+        // will not need; give that memory back.
+        conn.execute_batch("PRAGMA shrink_memory")?;
         let last_recorded_at = conn
             .query_row("SELECT recorded_at FROM events ORDER BY seq DESC LIMIT 1", [], |r| r.get::<_, String>(0))
             .optional()?
@@ -332,6 +336,21 @@ impl EventStore for SqliteStore {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(args.as_slice(), raw_row)?;
             rows.map(|r| r.map_err(StoreError::from).and_then(RawRow::into_event)).collect()
+        })
+        .await
+    }
+
+    async fn read_raw(&self, after: Option<u64>, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        self.with_reader(move |conn| {
+            let limit = limit.clamp(1, MAX_READ_LIMIT);
+            let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
+            let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![after, limit], raw_row)?;
+            rows.map(|r| {
+                r.map_err(StoreError::from).and_then(RawRow::into_raw).map(|(event, data)| RawEvent { event, data })
+            })
+            .collect()
         })
         .await
     }
@@ -960,6 +979,15 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
 impl RawRow {
     fn into_event(self) -> Result<RecordedEvent, StoreError> {
         let seq = self.seq;
+        let (mut event, data) = self.into_raw()?;
+        event.data =
+            serde_json::from_str(&data).map_err(|e| StoreError::Corrupt { seq, problem: format!("data: {e}") })?;
+        Ok(event)
+    }
+
+    /// The event with `data` left as its JSON text.
+    fn into_raw(self) -> Result<(RecordedEvent, String), StoreError> {
+        let seq = self.seq;
         let corrupt = |problem: String| StoreError::Corrupt { seq, problem };
         // RFC 3339 as written; a signed year as chrono writes years outside
         // 0..=9999 (refused at the edge now, but never unreadable).
@@ -969,7 +997,7 @@ impl RawRow {
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| corrupt(format!("{field} {t:?}: {e}")))
         };
-        Ok(RecordedEvent {
+        let event = RecordedEvent {
             seq,
             id: Uuid::parse_str(&self.id).map_err(|e| corrupt(format!("id {:?}: {e}", self.id)))?,
             event_type: EventType::parse(&self.event_type)
@@ -981,7 +1009,7 @@ impl RawRow {
             recorded_by: self.recorded_by,
             actor: self.actor,
             source: self.source,
-            data: serde_json::from_str(&self.data).map_err(|e| corrupt(format!("data: {e}")))?,
+            data: Value::Null,
             links: match self.links {
                 None => Vec::new(),
                 Some(l) => serde_json::from_str(&l).map_err(|e| corrupt(format!("links: {e}")))?,
@@ -992,7 +1020,8 @@ impl RawRow {
                     Some(Hash(<[u8; 32]>::try_from(l).map_err(|_| corrupt("leaf hash is not 32 bytes".into()))?))
                 }
             },
-        })
+        };
+        Ok((event, self.data))
     }
 }
 
