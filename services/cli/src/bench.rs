@@ -75,6 +75,34 @@ enum Bench {
         #[arg(long, default_value = "policies", value_name = "DIR")]
         policies: PathBuf,
     },
+    /// R1: replay of a generated history into the projections, in a fresh
+    /// process (target ≤ 5 s and ≤ 512 MiB RSS for 1,000,000 events)
+    R1 {
+        #[command(flatten)]
+        history: HistoryArgs,
+        /// Replays, each in a fresh process; the median is reported
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Q1: DORA queries over GraphQL on a generated history (target p95
+    /// ≤ 20 ms over 1,000,000 events, one year, 50 services)
+    Q1 {
+        #[command(flatten)]
+        history: HistoryArgs,
+        /// Queries measured per kind, one after another on one connection
+        #[arg(long, default_value_t = 300)]
+        queries: usize,
+        /// The policies directory (its directory of people and teams is
+        /// replaced by the generated one)
+        #[arg(long, default_value = "policies", value_name = "DIR")]
+        policies: PathBuf,
+    },
+    /// One replay in this process, as JSON (what R1 runs, once per round)
+    #[command(hide = true)]
+    Replay {
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+    },
     /// A2: single-event HTTP appends, concurrent clients, durable (target
     /// ≥ 10,000 events/s, p99 ≤ 10 ms)
     A2 {
@@ -110,6 +138,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
         }
         Bench::V1 { events, rounds } => v1(dir.path(), events.max(1), rounds.max(1)),
         Bench::A2 { clients, seconds, warmup } => a2(dir.path(), clients.max(1), seconds.max(1), warmup),
+        Bench::R1 { history, rounds } => r1(dir.path(), &history, rounds.max(1)),
+        Bench::Q1 { history, queries, policies } => q1(dir.path(), &history, queries.max(1), &policies),
+        Bench::Replay { db } => replay(&db),
     }
 }
 
@@ -613,6 +644,16 @@ async fn post(conn: &mut BufReader<tokio::net::TcpStream>, body: &[u8]) -> std::
 
 /// One HTTP/1.1 POST of a JSON body on a kept-alive connection; the status.
 async fn post_to(conn: &mut BufReader<tokio::net::TcpStream>, path: &str, body: &[u8]) -> std::io::Result<u16> {
+    post_for(conn, path, body).await.map(|(status, _)| status)
+}
+
+/// One HTTP/1.1 POST of a JSON body on a kept-alive connection; the status
+/// and the response body.
+async fn post_for(
+    conn: &mut BufReader<tokio::net::TcpStream>,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -643,5 +684,238 @@ async fn post_to(conn: &mut BufReader<tokio::net::TcpStream>, path: &str, body: 
     }
     let mut rest = vec![0; length];
     conn.read_exact(&mut rest).await?;
-    Ok(status)
+    Ok((status, rest))
+}
+
+/// The generated history R1 and Q1 run on.
+#[derive(Args, Debug, Clone)]
+struct HistoryArgs {
+    #[command(flatten)]
+    org: crate::generate::OrgArgs,
+    /// Keep the generated store in this file and reuse it on later runs
+    /// (generating 1,000,000 events takes a minute or two)
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+}
+
+impl HistoryArgs {
+    fn config(&self) -> shiplog_core::generate::GenerateConfig {
+        shiplog_core::generate::GenerateConfig {
+            services: self.org.services,
+            days: self.org.days,
+            seed: self.org.seed,
+            ..Default::default()
+        }
+    }
+
+    /// The store holding the history, generated unless `--history` names
+    /// one that already holds events; and how many events it holds.
+    fn store(&self, dir: &std::path::Path) -> Result<(PathBuf, u64), String> {
+        let path = self.history.clone().unwrap_or_else(|| dir.join("history.db"));
+        if path.exists() {
+            let store = SqliteStore::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let head = *store.head().borrow();
+            if let Some(head) = head {
+                eprintln!("reusing the {} events in {} (delete it to generate again)", head + 1, path.display());
+                return Ok((path, head + 1));
+            }
+        }
+        eprintln!(
+            "generating {} services × {} days (seed {}) into {}…",
+            self.org.services,
+            self.org.days,
+            self.org.seed,
+            path.display()
+        );
+        let events = crate::generate::into_store(&path, self.config())?;
+        Ok((path, events))
+    }
+
+    fn describe(&self, events: u64) -> String {
+        format!(
+            "{events} generated events ({} services, {} days, seed {})",
+            self.org.services, self.org.days, self.org.seed
+        )
+    }
+}
+
+/// This process's resident set and its peak, in KiB (Linux).
+fn memory_kib() -> (Option<u64>, Option<u64>) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// One replay: open the store, rebuild every projection from the log.
+fn replay(db: &std::path::Path) -> Result<ExitCode, String> {
+    let store: Arc<dyn EventStore> =
+        Arc::new(SqliteStore::open(db).map_err(|e| format!("cannot open {}: {e}", db.display()))?);
+    let events = store.head().borrow().map_or(0, |h| h + 1);
+    let rt = runtime()?;
+    let (rss_before, _) = memory_kib();
+    let started = Instant::now();
+    let projections = rt.block_on(shiplog_server::Projections::start(Arc::clone(&store)))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let applied = projections.applied().map_or(0, |a| a + 1);
+    let (rss, peak) = memory_kib();
+    println!(
+        "{}",
+        json!({"events": events, "applied": applied, "seconds": seconds, "rssKib": rss, "peakRssKib": peak,
+                 "rssBeforeKib": rss_before})
+    );
+    drop(projections);
+    rt.block_on(store.close());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn r1(dir: &std::path::Path, history: &HistoryArgs, rounds: usize) -> Result<ExitCode, String> {
+    let (db, events) = history.store(dir)?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut times = Vec::new();
+    let mut peaks = Vec::new();
+    let mut rss = Vec::new();
+    for round in 1..=rounds {
+        let out = std::process::Command::new(&exe)
+            .args(["bench", "--dir"])
+            .arg(dir)
+            .args(["replay", "--db"])
+            .arg(&db)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+        if !out.status.success() {
+            return Err(format!("replay {round} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let report: Value = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or("the replay printed no report")?;
+        if report["applied"] != report["events"] {
+            return Err(format!("replay {round} applied {} of {} events", report["applied"], report["events"]));
+        }
+        let seconds = report["seconds"].as_f64().unwrap_or(f64::NAN);
+        eprintln!("replay {round}/{rounds}: {seconds:.2} s, peak RSS {} KiB", report["peakRssKib"]);
+        times.push(seconds);
+        peaks.extend(report["peakRssKib"].as_u64());
+        rss.extend(report["rssKib"].as_u64());
+    }
+    let median_s = median(times);
+    let peak_mib = peaks.iter().max().map_or(f64::NAN, |k| *k as f64 / 1024.0);
+    let rss_mib = rss.iter().max().map_or(f64::NAN, |k| *k as f64 / 1024.0);
+    let scaled = median_s * 1_000_000.0 / events.max(1) as f64;
+    let verdict = if scaled <= 5.0 && peak_mib <= 512.0 { "meets" } else { "misses" };
+    println!(
+        "| R1 | replay of {} from SQLite into the projections (gate facts, DORA, audit index), in a fresh process, median of {rounds} | {median_s:.2} s ({scaled:.2} s per 1,000,000); peak RSS {peak_mib:.0} MiB, {rss_mib:.0} MiB after | ≤ 5 s, ≤ 512 MiB ({verdict}) |",
+        history.describe(events)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn q1(
+    dir: &std::path::Path,
+    history: &HistoryArgs,
+    queries: usize,
+    policies: &std::path::Path,
+) -> Result<ExitCode, String> {
+    let (db, events) = history.store(dir)?;
+    // The policies, with the generated organisation as their directory.
+    let generator = shiplog_core::generate::Generator::new(history.config())?;
+    let with_directory = dir.join("q1-policies");
+    std::fs::create_dir_all(&with_directory).map_err(|e| e.to_string())?;
+    let entries = std::fs::read_dir(policies)
+        .map_err(|e| format!("cannot read the policies in {}: {e}; give --policies DIR", policies.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "cedar" || e == "cedarschema") {
+            std::fs::copy(&path, with_directory.join(entry.file_name())).map_err(|e| e.to_string())?;
+        }
+    }
+    let directory = generator.directory();
+    std::fs::write(with_directory.join("entities.json"), directory.to_string()).map_err(|e| e.to_string())?;
+    let team = directory
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["uid"]["type"] == "Shiplog::Service"))
+        .map(|e| (e["attrs"]["team"].clone(), e["uid"]["id"].clone()))
+        .ok_or("the generated directory has no service")?;
+    let start = generator.config().start.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).ok_or("bad start")?;
+    let end = start + chrono::Duration::days(i64::from(history.org.days));
+    let (from, to) = (start.to_rfc3339(), end.to_rfc3339());
+
+    eprintln!("Q1: starting a server on the history (integrity check and replay first)…");
+    let opening = Instant::now();
+    let (addr, server) = BenchServer::start(&db, Some(with_directory))?;
+    let query = "query($f: DoraFilter) { dora(filter: $f) { deployments deploymentFrequency \
+        leadTime { median p90 count } changeFailRate failedDeployments recoveryTime { median p90 count } \
+        unrecoveredFailures reworkRate bands { deploymentFrequency leadTime changeFailRate recoveryTime } \
+        trend { start deployments leadTime { median p90 } changeFailRate recoveryTime { median } reworkRate } } }";
+    let kinds: Vec<(&str, Value)> = vec![
+        ("every service, the year", json!({"from": from, "to": to})),
+        ("every service, the year, weekly trend", json!({"from": from, "to": to, "bucket": "WEEK"})),
+        ("one team, the year, monthly trend", json!({"team": team.0, "from": from, "to": to, "bucket": "MONTH"})),
+        ("one service, the year", json!({"service": team.1, "from": from, "to": to})),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let result = rt.block_on(async move {
+        let stream = loop {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut conn = BufReader::new(stream);
+        let mut results = Vec::new();
+        let mut ready = None;
+        for (name, filter) in &kinds {
+            let body = serde_json::to_vec(&json!({"query": query, "variables": {"f": filter}})).unwrap_or_default();
+            let mut latencies = Vec::with_capacity(queries);
+            let mut answer = Value::Null;
+            for i in 0..queries + 20 {
+                let t = Instant::now();
+                let (status, reply) = post_for(&mut conn, "/graphql", &body).await.map_err(|e| e.to_string())?;
+                let took = t.elapsed();
+                ready.get_or_insert_with(|| opening.elapsed());
+                if status != 200 || reply.windows(9).any(|w| w == b"\"errors\":") {
+                    return Err(format!("{name}: {status} {}", String::from_utf8_lossy(&reply)));
+                }
+                if i == 0 {
+                    answer = serde_json::from_slice(&reply).unwrap_or_default();
+                }
+                // The first 20 warm the caches and are not counted.
+                if i >= 20 {
+                    latencies.push(took);
+                }
+            }
+            latencies.sort();
+            results.push((*name, latencies, answer));
+        }
+        Ok::<_, String>((results, ready.unwrap_or_default()))
+    });
+    server.stop();
+    let (results, ready) = result?;
+    eprintln!("the server answered its first query {:.1} s after it was started", ready.as_secs_f64());
+    for (name, latencies, answer) in results {
+        let p50 = percentile(&latencies, 50.0).as_secs_f64() * 1e3;
+        let p95 = percentile(&latencies, 95.0).as_secs_f64() * 1e3;
+        let p99 = percentile(&latencies, 99.0).as_secs_f64() * 1e3;
+        let d = &answer["data"]["dora"];
+        let verdict = if p95 <= 20.0 { "meets" } else { "misses" };
+        println!(
+            "| Q1 | DORA over GraphQL (POST /graphql, one keep-alive connection, {queries} sequential queries after 20 warm-up): {name}, on {} | p50 {p50:.2} ms; p95 {p95:.2} ms; p99 {p99:.2} ms ({} deployments, {} trend points) | p95 ≤ 20 ms ({verdict}) |",
+            history.describe(events),
+            d["deployments"],
+            d["trend"].as_array().map_or(0, Vec::len),
+        );
+    }
+    let _ = std::io::stdout().flush();
+    Ok(ExitCode::SUCCESS)
 }

@@ -24,17 +24,24 @@ const BATCH: usize = 5_000;
 /// Who the store records as having appended the history.
 const RECORDED_BY: &str = "shiplog-generate";
 
-#[derive(Args, Debug)]
-pub struct GenerateArgs {
+/// Which organisation, and how much of its history (also `shiplog bench`'s).
+#[derive(Args, Debug, Clone)]
+pub struct OrgArgs {
     /// Services in the organisation (teams own about five each)
     #[arg(long, default_value_t = 50)]
-    services: usize,
+    pub services: usize,
     /// Days of history
     #[arg(long, default_value_t = 365)]
-    days: u32,
+    pub days: u32,
     /// The same seed gives the same history, event for event
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    org: OrgArgs,
     /// The first day of the history (YYYY-MM-DD, UTC)
     #[arg(long, default_value = "2025-01-01", value_name = "DATE")]
     start: String,
@@ -56,19 +63,23 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
-    if args.services == 0 || args.services > MAX_SERVICES {
-        return Err(format!("--services must be between 1 and {MAX_SERVICES}, got {}", args.services));
+    if args.org.services == 0 || args.org.services > MAX_SERVICES {
+        return Err(format!("--services must be between 1 and {MAX_SERVICES}, got {}", args.org.services));
     }
-    if args.days == 0 || args.days > MAX_DAYS {
-        return Err(format!("--days must be between 1 and {MAX_DAYS}, got {}", args.days));
+    if args.org.days == 0 || args.org.days > MAX_DAYS {
+        return Err(format!("--days must be between 1 and {MAX_DAYS}, got {}", args.org.days));
     }
     let start = NaiveDate::parse_from_str(&args.start, "%Y-%m-%d")
         .map_err(|_| format!("--start {:?} is not a date; give YYYY-MM-DD, e.g. 2025-01-01", args.start))?;
-    let config = GenerateConfig { services: args.services, days: args.days, seed: args.seed, start };
+    let config = GenerateConfig { services: args.org.services, days: args.org.days, seed: args.org.seed, start };
     let generator = Generator::new(config).map_err(|e| format!("cannot generate: {e}"))?;
 
     if let Some(path) = &args.directory {
         let text = serde_json::to_string_pretty(&generator.directory()).map_err(|e| e.to_string())?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}; choose another --directory", dir.display()))?;
+        }
         std::fs::write(path, text + "\n").map_err(|e| {
             format!("cannot write the directory to {}: {e}; choose another --directory", path.display())
         })?;
@@ -105,16 +116,16 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let started = Instant::now();
-    let summary = runtime.block_on(write_all(generator, out, store.clone(), args.days))?;
+    let summary = runtime.block_on(write_all(generator, out, store.clone(), args.org.days))?;
     if let Some(store) = store {
         runtime.block_on(store.close());
     }
     eprintln!(
         "generated {} events ({} services, {} days from {start}, seed {}) in {:.1} s{}",
         summary,
-        args.services,
-        args.days,
-        args.seed,
+        args.org.services,
+        args.org.days,
+        args.org.seed,
         started.elapsed().as_secs_f64(),
         match (&args.out, &store_url) {
             (Some(p), _) if p.as_os_str() != "-" => format!("; NDJSON in {}", p.display()),

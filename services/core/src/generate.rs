@@ -430,7 +430,7 @@ impl Generator {
                     None => format!("{}-{}", SERVICE_NAMES[i % SERVICE_NAMES.len()], i / SERVICE_NAMES.len() + 1),
                 };
                 // Some teams ship many small changes, some few large ones.
-                let activity = 1.2 + rng.unit() * 5.0;
+                let activity = 1.5 + rng.unit() * 6.2;
                 Service {
                     repo: format!("acme/{name}"),
                     name,
