@@ -15,6 +15,8 @@ use crate::record::RecordedEvent;
 use crate::symbols::{FastMap, Sym, Symbols};
 
 const NONE: Sym = Sym::MAX;
+/// The end of a list of postings.
+const NO_POSTING: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]
 struct Row {
@@ -148,7 +150,11 @@ pub struct LedgerIndex {
     syms: Symbols,
     rows: Vec<Row>,
     event_refs: Vec<Ref>,
-    refs: FastMap<Ref, Vec<u32>>,
+    /// The events that mention each key, as lists linked through one
+    /// arena (no allocation per key): the newest posting of each key, and
+    /// per posting its seq and the posting before it.
+    heads: FastMap<Ref, u32>,
+    postings: Vec<(u32, u32)>,
     artifact_service: FastMap<Sym, Sym>,
     decisions: Vec<DecisionRow>,
 }
@@ -166,6 +172,7 @@ impl LedgerIndex {
     pub fn reserve(&mut self, events: usize) {
         self.rows.reserve(events);
         self.event_refs.reserve(events.saturating_mul(2));
+        self.postings.reserve(events.saturating_mul(2));
     }
 
     /// Events indexed.
@@ -233,12 +240,10 @@ impl LedgerIndex {
                     slot.insert(svc);
                     // Builds, tests and scans of the artifact recorded before
                     // it was published learn their service now.
-                    if let Some(earlier) = self.refs.get(&Ref::Artifact(art)) {
-                        for seq in earlier {
-                            if let Some(row) = self.rows.get_mut(*seq as usize) {
-                                if row.service == NONE {
-                                    row.service = svc;
-                                }
+                    for seq in self.mentions(Ref::Artifact(art)) {
+                        if let Some(row) = self.rows.get_mut(seq as usize) {
+                            if row.service == NONE {
+                                row.service = svc;
                             }
                         }
                     }
@@ -333,10 +338,13 @@ impl LedgerIndex {
         let env = env.map_or(NONE, |e| self.syms.intern(e));
         let seq = event.seq as u32;
         for r in &refs {
-            let list = self.refs.entry(r.key()).or_default();
-            if list.last() != Some(&seq) {
-                list.push(seq);
+            let next = self.postings.len() as u32;
+            let head = self.heads.entry(r.key()).or_insert(NO_POSTING);
+            if *head != NO_POSTING && self.postings.get(*head as usize).is_some_and(|p| p.0 == seq) {
+                continue;
             }
+            self.postings.push((seq, *head));
+            *head = next;
         }
         self.event_refs.extend(refs);
         let row = Row {
@@ -449,8 +457,16 @@ impl LedgerIndex {
         Page { seqs, has_next }
     }
 
-    fn mentions(&self, key: Ref) -> &[u32] {
-        self.refs.get(&key).map(Vec::as_slice).unwrap_or_default()
+    /// The events that mention `key`, in `seq` order.
+    fn mentions(&self, key: Ref) -> Vec<u32> {
+        let mut seqs = Vec::new();
+        let mut at = self.heads.get(&key).copied().unwrap_or(NO_POSTING);
+        while let Some(&(seq, previous)) = self.postings.get(at as usize) {
+            seqs.push(seq);
+            at = previous;
+        }
+        seqs.reverse();
+        seqs
     }
 
     /// The evidence around a commit: the changes that merged it, their
@@ -461,7 +477,7 @@ impl LedgerIndex {
         let mut out = Walk::default();
         let Some(sha) = self.syms.get(sha) else { return Evidence::default() };
         let mut shas = vec![sha];
-        for &seq in self.mentions(Ref::Sha(sha)) {
+        for seq in self.mentions(Ref::Sha(sha)) {
             match self.kind(seq) {
                 Some(EventType::CommitPushed) => out.commits.insert(seq),
                 Some(EventType::ChangeMerged) => {
@@ -479,7 +495,7 @@ impl LedgerIndex {
         }
         let mut artifacts = Vec::new();
         for &s in &shas {
-            for &seq in self.mentions(Ref::Sha(s)) {
+            for seq in self.mentions(Ref::Sha(s)) {
                 self.classify(&mut out, seq, &mut artifacts);
             }
         }
@@ -494,7 +510,7 @@ impl LedgerIndex {
         let mut out = Walk::default();
         let Some(id) = self.syms.get(deployment_id) else { return Evidence::default() };
         let mut artifacts = Vec::new();
-        for &seq in self.mentions(Ref::Id(id)) {
+        for seq in self.mentions(Ref::Id(id)) {
             self.classify(&mut out, seq, &mut artifacts);
         }
         self.follow_artifacts(&mut out, artifacts);
@@ -510,7 +526,7 @@ impl LedgerIndex {
             }
         }
         for s in shas {
-            for &seq in self.mentions(Ref::Sha(s)) {
+            for seq in self.mentions(Ref::Sha(s)) {
                 match self.kind(seq) {
                     Some(EventType::CommitPushed) => {
                         out.commits.insert(seq);
@@ -535,7 +551,7 @@ impl LedgerIndex {
         let mut out = Walk::default();
         for sha in shas {
             let Some(s) = self.syms.get(sha) else { continue };
-            for &seq in self.mentions(Ref::Sha(s)) {
+            for seq in self.mentions(Ref::Sha(s)) {
                 if self.kind(seq) == Some(EventType::ChangeMerged) {
                     for r in self.row_refs(seq) {
                         if let Ref::Change(repo, n) = *r {
@@ -553,7 +569,7 @@ impl LedgerIndex {
         let mut seqs: BTreeSet<u64> = BTreeSet::new();
         for a in artifacts {
             let Some(a) = self.syms.get(a) else { continue };
-            for &seq in self.mentions(Ref::Artifact(a)) {
+            for seq in self.mentions(Ref::Artifact(a)) {
                 if matches!(self.kind(seq), Some(EventType::ApprovalGranted | EventType::ApprovalRevoked)) {
                     seqs.insert(u64::from(seq));
                 }
@@ -563,7 +579,7 @@ impl LedgerIndex {
     }
 
     fn change(&self, out: &mut Walk, repo: Sym, number: u64) {
-        for &seq in self.mentions(Ref::Change(repo, number)) {
+        for seq in self.mentions(Ref::Change(repo, number)) {
             match self.kind(seq) {
                 Some(EventType::DecisionRecorded) => out.decisions.insert(seq),
                 _ => out.changes.insert(seq),
@@ -613,7 +629,7 @@ impl LedgerIndex {
         artifacts.dedup();
         let mut ignored = Vec::new();
         for a in artifacts {
-            for &seq in self.mentions(Ref::Artifact(a)) {
+            for seq in self.mentions(Ref::Artifact(a)) {
                 self.classify(out, seq, &mut ignored);
             }
         }
@@ -625,13 +641,13 @@ impl LedgerIndex {
         };
         let deployments = ids(&out.deployments);
         for d in deployments {
-            for &seq in self.mentions(Ref::Id(d)) {
+            for seq in self.mentions(Ref::Id(d)) {
                 self.classify(out, seq, &mut ignored);
             }
         }
         let incidents = ids(&out.incidents);
         for i in incidents {
-            for &seq in self.mentions(Ref::Id(i)) {
+            for seq in self.mentions(Ref::Id(i)) {
                 self.classify(out, seq, &mut ignored);
             }
         }

@@ -29,6 +29,29 @@ fn check_name(s: &str, max: usize) -> Result<(), ValueError> {
     if s.is_empty() {
         return Err(ValueError::Empty);
     }
+    if s.is_ascii() {
+        // The same checks in one pass over the bytes (most names).
+        if s.len() > max {
+            return Err(ValueError::TooLong { len: s.len(), max });
+        }
+        let bytes = s.as_bytes();
+        let edge = |b: Option<&u8>| b.is_some_and(|b| char::from(*b).is_whitespace());
+        if edge(bytes.first()) || edge(bytes.last()) {
+            return Err(ValueError::Untrimmed);
+        }
+        if bytes.iter().any(u8::is_ascii_control) {
+            return Err(ValueError::Control);
+        }
+        return Ok(());
+    }
+    check_name_chars(s, max)
+}
+
+/// [`check_name`] by characters, for any string.
+fn check_name_chars(s: &str, max: usize) -> Result<(), ValueError> {
+    if s.is_empty() {
+        return Err(ValueError::Empty);
+    }
     let len = s.chars().count();
     if len > max {
         return Err(ValueError::TooLong { len, max });
@@ -106,8 +129,17 @@ pub struct Sha(String);
 
 impl Sha {
     pub fn parse(s: &str) -> Result<Self, ValueError> {
+        Self::from_string(s.to_owned())
+    }
+
+    /// [`Sha::parse`] of an owned string, lower-cased in place.
+    pub fn from_string(mut s: String) -> Result<Self, ValueError> {
         let ok = (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if ok { Ok(Self(s.to_ascii_lowercase())) } else { Err(ValueError::Sha(s.chars().take(80).collect())) }
+        if !ok {
+            return Err(ValueError::Sha(s.chars().take(80).collect()));
+        }
+        s.make_ascii_lowercase();
+        Ok(Self(s))
     }
 
     pub fn as_str(&self) -> &str {
@@ -124,7 +156,7 @@ impl fmt::Display for Sha {
 impl<'de> Deserialize<'de> for Sha {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Sha::parse(&s).map_err(serde::de::Error::custom)
+        Sha::from_string(s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -204,6 +236,24 @@ mod tests {
             Name::parse(long).map(|_| ()),
             Err(ValueError::TooLong { len: MAX_NAME_LEN + 1, max: MAX_NAME_LEN })
         );
+    }
+
+    #[test]
+    fn the_ascii_fast_path_agrees_with_the_character_checks() {
+        let edges = ["", "a", "ab", "a b", "x".repeat(MAX_NAME_LEN).as_str(), "x".repeat(MAX_NAME_LEN + 1).as_str()]
+            .map(str::to_owned);
+        for byte in 0u8..128 {
+            let c = char::from(byte);
+            for base in &edges {
+                for input in [format!("{c}{base}"), format!("{base}{c}"), format!("a{c}b"), format!("{c}")] {
+                    assert_eq!(
+                        check_name(&input, MAX_NAME_LEN),
+                        check_name_chars(&input, MAX_NAME_LEN),
+                        "input {input:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
