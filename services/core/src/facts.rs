@@ -61,6 +61,12 @@ pub struct GateFacts {
     tests: FastMap<Sym, Latest<Sym, bool>>,
     scans: FastMap<Sym, Latest<(Sym, Sym), u64>>,
     approvals: Vec<Granted>,
+    /// Indexes into `approvals` by the artifact and the change an approval
+    /// names, and by approver (for revocations): a decision looks at the
+    /// approvals of its subject only, however long the history.
+    approvals_by_artifact: FastMap<Sym, Vec<u32>>,
+    approvals_by_change: FastMap<Sym, Vec<u32>>,
+    approvals_by_approver: FastMap<Sym, Vec<u32>>,
     canaries: FastMap<Sym, (f64, f64)>,
     expand_in_production: FastSet<(Sym, Sym)>,
     infra_in_staging: FastSet<Sym>,
@@ -129,10 +135,28 @@ impl GateFacts {
                 let scanner = (self.syms.intern(s.scanner.as_str()), self.syms.intern(&format!("{:?}", s.kind)));
                 self.scans.entry(artifact).or_default().insert(scanner, s.critical);
             }
-            EventData::ApprovalGranted(a) => self.approvals.push(Granted { approval: a.clone(), revoked: false }),
+            EventData::ApprovalGranted(a) => {
+                let index = self.approvals.len() as u32;
+                if let Some(artifact) = &a.artifact {
+                    let artifact = self.syms.intern(artifact.as_str());
+                    self.approvals_by_artifact.entry(artifact).or_default().push(index);
+                }
+                if let Some(change) = &a.change_id {
+                    let change = self.syms.intern(change.as_str());
+                    self.approvals_by_change.entry(change).or_default().push(index);
+                }
+                let approver = self.syms.intern(a.approver.as_str());
+                self.approvals_by_approver.entry(approver).or_default().push(index);
+                self.approvals.push(Granted { approval: a.clone(), revoked: false });
+            }
             EventData::ApprovalRevoked(r) => {
-                for g in self.approvals.iter_mut().filter(|g| same_grant(&g.approval, r)) {
-                    g.revoked = true;
+                let approver = self.syms.get(r.approver.as_str());
+                for index in approver.and_then(|a| self.approvals_by_approver.get(&a)).into_iter().flatten() {
+                    if let Some(g) = self.approvals.get_mut(*index as usize) {
+                        if same_grant(&g.approval, r) {
+                            g.revoked = true;
+                        }
+                    }
                 }
             }
             EventData::CanaryAnalyzed(c) => {
@@ -198,8 +222,9 @@ impl GateFacts {
         subject: &'a Subject<'a>,
         scopes: &'a [ApprovalScope],
     ) -> impl Iterator<Item = &'a str> + 'a {
-        self.approvals
-            .iter()
+        let of_artifact =
+            subject.artifact.and_then(|a| self.syms.get(a)).and_then(|a| self.approvals_by_artifact.get(&a));
+        self.granted(of_artifact)
             .filter(move |g| !g.revoked)
             .map(|g| &g.approval)
             .filter(move |a| {
@@ -220,8 +245,8 @@ impl GateFacts {
         change_id: &'a str,
         environment: &'a str,
     ) -> impl Iterator<Item = &'a str> + 'a {
-        self.approvals
-            .iter()
+        let of_change = self.syms.get(change_id).and_then(|c| self.approvals_by_change.get(&c));
+        self.granted(of_change)
             .filter(move |g| {
                 !g.revoked
                     && g.approval.scope == ApprovalScope::Infra
@@ -230,6 +255,11 @@ impl GateFacts {
                     && fits(g.approval.environment.as_ref().map(|n| n.as_str()), Some(environment))
             })
             .map(|g| g.approval.approver.as_str())
+    }
+
+    /// The approvals at these indexes.
+    fn granted<'a>(&'a self, indexes: Option<&'a Vec<u32>>) -> impl Iterator<Item = &'a Granted> + 'a {
+        indexes.into_iter().flatten().filter_map(|i| self.approvals.get(*i as usize))
     }
 
     /// The recorded canary analysis of a deployment: (error rate, p95 ms).
