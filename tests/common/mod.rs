@@ -87,6 +87,15 @@ impl Server {
         answer(req.send_string(body))
     }
 
+    /// POST raw bytes with these headers.
+    pub fn post_with(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+        let mut req = Self::agent().post(&format!("{}{path}", self.url));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        answer(req.send_bytes(body))
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         answer(Self::agent().get(&format!("{}{path}", self.url)).call())
     }

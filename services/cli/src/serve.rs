@@ -53,6 +53,14 @@ pub struct ServeArgs {
     /// created [default: shiplog.local/ledger]
     #[arg(long, env = "SHIPLOG_ORIGIN", value_name = "NAME")]
     origin: Option<String>,
+    /// GitHub's webhook secret: enables POST /v1/webhooks/github, whose
+    /// deliveries must be signed with it (X-Hub-Signature-256)
+    #[arg(long, env = "SHIPLOG_GITHUB_WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true)]
+    github_webhook_secret: Option<String>,
+    /// GitLab's webhook secret token: enables POST /v1/webhooks/gitlab,
+    /// whose hooks must send it (X-Gitlab-Token)
+    #[arg(long, env = "SHIPLOG_GITLAB_WEBHOOK_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    gitlab_webhook_token: Option<String>,
     /// Log format on stderr [default: text on a terminal, json otherwise]
     #[arg(long, env = "SHIPLOG_LOG_FORMAT", value_parser = ["json", "text"])]
     log_format: Option<String>,
@@ -110,7 +118,18 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         format!("cannot listen on {listen}: {e}; choose another address with --listen (port 0 picks a free one)")
     })?;
     let addr = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
-    let config = ServerConfig { limits, workers, ..ServerConfig::default() };
+    let webhooks = shiplog_server::Webhooks {
+        github_secret: args.github_webhook_secret.filter(|s| !s.is_empty()),
+        gitlab_token: args.gitlab_webhook_token.filter(|s| !s.is_empty()),
+    };
+    for (name, on) in [("GitHub", webhooks.github_secret.is_some()), ("GitLab", webhooks.gitlab_token.is_some())] {
+        if on {
+            tracing::info!("{name} webhooks enabled");
+        } else {
+            tracing::info!("{name} webhooks disabled: no secret configured");
+        }
+    }
+    let config = ServerConfig { limits, workers, webhooks, ..ServerConfig::default() };
     actix_web::rt::System::new().block_on(async move {
         let signed_before = match store.latest_checkpoint().await {
             Ok(cp) => cp.map(|cp| cp.size),

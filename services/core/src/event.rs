@@ -99,6 +99,7 @@ event_types! {
     IncidentOpened => "incident.opened", IncidentOpened, client;
     IncidentResolved => "incident.resolved", IncidentResolved, client;
     FlagChanged => "flag.changed", FlagChanged, client;
+    CdeventReceived => "cdevent.received", CdeventReceived, client;
     DecisionRecorded => "decision.recorded", DecisionRecorded, server;
     PolicyActivated => "policy.activated", PolicyActivated, server;
     TokenCreated => "token.created", TokenChanged, server;
@@ -245,7 +246,8 @@ pub struct NewEvent {
     pub links: Vec<Link>,
     /// SHA-256 of the event's content in canonical JSON (RFC 8785), without
     /// `expectedVersion`: two submissions with one `id` are the same event
-    /// exactly when their digests are equal.
+    /// exactly when their digests are equal. For an event an integration
+    /// made (`ingest`), the fingerprint of what the tool sent instead.
     pub digest: [u8; 32],
 }
 
@@ -486,6 +488,7 @@ fn check_data(data: &EventData) -> Result<(), EventError> {
 /// | migration.applied | `migration/{service}/{environment}` |
 /// | incident.* | `incident/{incidentId}` |
 /// | flag.changed | `flag/{environment}/{flag}` |
+/// | cdevent.received | `cdevents/{subject}` (`cdevents/ticket`) |
 /// | decision.recorded, policy.activated, token.* | `decisions`, `policies`, `tokens` |
 pub fn derive_stream(data: &EventData) -> Result<StreamName, ValueError> {
     use EventData as D;
@@ -514,6 +517,11 @@ pub fn derive_stream(data: &EventData) -> Result<StreamName, ValueError> {
         D::IncidentOpened(d) => StreamName::from_parts(&["incident", d.incident_id.as_str()]),
         D::IncidentResolved(d) => StreamName::from_parts(&["incident", d.incident_id.as_str()]),
         D::FlagChanged(d) => StreamName::from_parts(&["flag", d.environment.as_str(), d.flag.as_str()]),
+        D::CdeventReceived(d) => {
+            let subject = crate::ingest::cdevents::TypeName::parse(d.cdevent_type.as_str())
+                .map_or_else(|| "other".to_owned(), |t| t.subject);
+            StreamName::from_parts(&["cdevents", &subject])
+        }
         D::DecisionRecorded(_) => StreamName::from_parts(&["decisions"]),
         D::PolicyActivated(_) => StreamName::from_parts(&["policies"]),
         D::TokenCreated(_) | D::TokenRevoked(_) => StreamName::from_parts(&["tokens"]),

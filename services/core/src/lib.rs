@@ -14,6 +14,7 @@ pub mod event;
 pub mod facts;
 pub mod generate;
 pub mod index;
+pub mod ingest;
 pub mod merkle;
 pub mod name;
 pub mod record;

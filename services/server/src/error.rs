@@ -23,6 +23,9 @@ pub enum Code {
     UnsupportedMediaType,
     BodyTooLarge,
     BatchTooLarge,
+    InvalidPayload,
+    InvalidSignature,
+    WebhookDisabled,
     IdConflict,
     VersionConflict,
     NotFound,
@@ -48,6 +51,9 @@ impl Code {
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::BodyTooLarge => "body_too_large",
             Code::BatchTooLarge => "batch_too_large",
+            Code::InvalidPayload => "invalid_payload",
+            Code::InvalidSignature => "invalid_signature",
+            Code::WebhookDisabled => "webhook_disabled",
             Code::IdConflict => "id_conflict",
             Code::VersionConflict => "version_conflict",
             Code::NotFound => "not_found",
@@ -67,7 +73,10 @@ impl Code {
             | Code::EmptyBatch
             | Code::InvalidQuery
             | Code::InvalidRequest
-            | Code::UnknownPrincipal => StatusCode::BAD_REQUEST,
+            | Code::UnknownPrincipal
+            | Code::InvalidPayload => StatusCode::BAD_REQUEST,
+            Code::InvalidSignature => StatusCode::UNAUTHORIZED,
+            Code::WebhookDisabled => StatusCode::FORBIDDEN,
             Code::InvalidPolicy => StatusCode::UNPROCESSABLE_ENTITY,
             Code::GatesUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

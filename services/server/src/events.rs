@@ -28,6 +28,10 @@ pub async fn append(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.ledger.require_intact()?;
+    if crate::ingest::is_cloudevent(&req) {
+        let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+        return crate::ingest::post_events_as_cloudevents(&req, &body, &state).await;
+    }
     require_json(&req)?;
     let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
     let value: Value = serde_json::from_slice(&body)
@@ -159,6 +163,7 @@ struct ListQuery {
     stream: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<String>,
+    format: Option<String>,
 }
 
 /// Events with `seq` greater than `after`, in `seq` order, optionally of one
@@ -182,8 +187,32 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
                 .with("field", "type")
         })?),
     };
+    let cdevents = match q.format.as_deref() {
+        None | Some("shiplog") => false,
+        Some("cdevents") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                Code::InvalidQuery,
+                format!("format {other:?} is not one shiplog serves; use shiplog (the default) or cdevents"),
+            )
+            .with("field", "format"));
+        }
+    };
     let limit = check_limit(q.limit)?;
     let events = state.ledger.store.read(ReadQuery { after, limit, stream: q.stream, event_type }).await?;
+    if cdevents {
+        let next_after = events.last().map(|e| e.seq).or(after);
+        let exported: Vec<Value> = events.iter().map(shiplog_core::ingest::cdevents::export).collect();
+        if wants_ndjson(&req) {
+            let mut out = Vec::with_capacity(exported.len() * 512);
+            for e in &exported {
+                serde_json::to_writer(&mut out, e).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+                out.push(b'\n');
+            }
+            return Ok(HttpResponse::Ok().content_type("application/x-ndjson").body(out));
+        }
+        return Ok(HttpResponse::Ok().json(json!({"events": exported, "nextAfter": next_after})));
+    }
     if wants_ndjson(&req) {
         return ndjson(&events);
     }

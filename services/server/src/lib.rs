@@ -7,6 +7,7 @@ mod events;
 mod gates;
 pub mod graphql;
 mod health;
+mod ingest;
 mod ledger;
 mod projections;
 mod proofs;
@@ -21,6 +22,7 @@ use actix_web::{App, HttpMessage, HttpServer, web};
 
 pub use error::{ApiError, Code};
 pub use gates::PolicyConfig;
+pub use ingest::Webhooks;
 pub use ledger::Ledger;
 pub use projections::{Projections, Views};
 
@@ -48,11 +50,18 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after a shutdown
     /// signal, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// The webhook secrets.
+    pub webhooks: Webhooks,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { limits: Limits::default(), workers: None, shutdown_timeout_secs: 30 }
+        ServerConfig {
+            limits: Limits::default(),
+            workers: None,
+            shutdown_timeout_secs: 30,
+            webhooks: Webhooks::default(),
+        }
     }
 }
 
@@ -60,6 +69,7 @@ impl Default for ServerConfig {
 pub struct AppState {
     pub ledger: Ledger,
     pub limits: Limits,
+    pub webhooks: Webhooks,
 }
 
 /// The request id of the current request, from `X-Request-Id` or made up.
@@ -77,7 +87,7 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = web::Data::new(AppState { ledger, limits: config.limits });
+    let state = web::Data::new(AppState { ledger, limits: config.limits, webhooks: config.webhooks });
     reload_on_sighup(state.clone());
     let schema = web::Data::new(graphql::schema(Some(state.clone())));
     let mut server = HttpServer::new(move || {
@@ -136,6 +146,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/graphql")
                 .route(web::post().to(graphql::post))
                 .route(web::get().to(graphql::get))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/cdevents")
+                .route(web::post().to(ingest::post_cdevents))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/webhooks/github")
+                .route(web::post().to(ingest::github_webhook))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/webhooks/gitlab")
+                .route(web::post().to(ingest::gitlab_webhook))
                 .default_service(web::to(method_not_allowed)),
         )
         .route("/v1/decisions", web::post().to(gates::decide))

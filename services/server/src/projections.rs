@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use shiplog_core::delivery::Delivery;
 use shiplog_core::facts::GateFacts;
 use shiplog_core::index::LedgerIndex;
+use shiplog_core::ingest::Lineage;
 use shiplog_core::{EventData, RecordedEvent};
 use shiplog_store::{EventStore, RawEvent};
 use tokio::sync::{broadcast, watch};
@@ -19,6 +20,9 @@ pub struct Views {
     pub facts: GateFacts,
     pub delivery: Delivery,
     pub index: LedgerIndex,
+    /// What webhooks that do not say it need: pushed and merged commits,
+    /// change authors, current deployments.
+    pub lineage: Lineage,
 }
 
 impl Views {
@@ -29,6 +33,7 @@ impl Views {
             self.delivery.apply(event, d);
         }
         self.facts.apply_data(event.seq, data);
+        self.lineage.apply(event, data);
     }
 
     /// Apply a batch in `seq` order. A large batch (a replay) is applied
@@ -41,7 +46,7 @@ impl Views {
             }
             return;
         }
-        let Views { facts, delivery, index } = self;
+        let Views { facts, delivery, index, lineage } = self;
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 for (event, data) in batch {
@@ -53,6 +58,7 @@ impl Views {
                     delivery.apply(event, d);
                 }
                 facts.apply_data(event.seq, data.as_ref());
+                lineage.apply(event, data.as_ref());
             }
         });
     }

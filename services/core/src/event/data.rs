@@ -351,6 +351,22 @@ pub struct FlagChanged {
     pub to: serde_json::Value,
 }
 
+/// `cdevent.received`: a CDEvent with no native meaning in shiplog (or
+/// without the facts its native event needs), kept whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CdeventReceived {
+    /// The CDEvent's `context.type` (`dev.cdevents.ticket.created.0.2.0`).
+    pub cdevent_type: Name,
+    /// Its `subject.id`.
+    pub subject: String,
+    /// Why it was not recorded as the native event it has a counterpart in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The CDEvent as received.
+    pub cdevent: serde_json::Value,
+}
+
 /// `decision.recorded` (server only): a gate decision and its evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

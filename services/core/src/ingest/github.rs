@@ -1,0 +1,477 @@
+//! GitHub webhooks: the `X-Hub-Signature-256` check, and each event's
+//! mapping to ledger events.
+//!
+//! | GitHub event (action) | ledger events |
+//! |---|---|
+//! | `push` (to a branch) | one `commit.pushed` per commit |
+//! | `pull_request` (`opened`) | `change.opened` |
+//! | `pull_request` (`closed`, merged) | `change.merged`, its commits those pushed to the head branch |
+//! | `pull_request_review` (`submitted`) | `change.reviewed` |
+//! | `workflow_run` (`completed`) | `build.started` (when it says when the run started), `build.finished` |
+//! | `check_suite` (`completed`) | `build.finished` |
+//! | `deployment` (`created`) | `deployment.started` |
+//! | `deployment_status` (`success`; `failure`, `error`) | `deployment.succeeded` (with the commits the SHA brought); `deployment.failed` |
+//! | `deployment_review` (`approved`) | `approval.granted` per environment |
+//! | `release` (`published`) | `artifact.published` |
+//!
+//! Deployments name their artifact `{owner/repo}@{sha}` and their version
+//! the SHA's first 12 digits, unless the deployment's `payload` sets
+//! `service`, `artifact`, `version`, `emergency`, `rollbackPlan` or `fixes`.
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+
+use super::{Envelope, IngestError, Ingested, Lookup, at, commit_values, derive_id, parse_time, str_at};
+
+/// What a delivery amounts to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Record(Vec<Ingested>),
+    /// Nothing to record, and why.
+    Ignored(String),
+    /// GitHub's `ping`, sent when a webhook is created.
+    Pong,
+}
+
+/// Why a delivery's signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("the X-Hub-Signature-256 header is missing; configure the webhook's secret in GitHub")]
+    Missing,
+    #[error("the X-Hub-Signature-256 header is not `sha256=` and 64 hexadecimal digits")]
+    Malformed,
+    #[error("the X-Hub-Signature-256 signature does not match the body; check the webhook secret")]
+    Mismatch,
+}
+
+/// Check `X-Hub-Signature-256` (`sha256=` and the hex HMAC-SHA256 of the
+/// body under the webhook secret), in constant time.
+pub fn verify_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> Result<(), SignatureError> {
+    let header = header.ok_or(SignatureError::Missing)?;
+    let hex_sig = header.trim().strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
+    let sig = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
+    if sig.len() != 32 {
+        return Err(SignatureError::Malformed);
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| SignatureError::Mismatch)?;
+    mac.update(body);
+    mac.verify_slice(&sig).map_err(|_| SignatureError::Mismatch)
+}
+
+/// The `X-Hub-Signature-256` header for a body (for clients and tests).
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mut mac) => {
+            mac.update(body);
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        }
+        Err(_) => String::new(),
+    }
+}
+
+fn need<'a>(v: &'a Value, path: &[&str]) -> Result<&'a Value, IngestError> {
+    at(v, path).filter(|x| !x.is_null()).ok_or_else(|| IngestError::new(path.join("."), "is missing"))
+}
+
+fn need_str<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, IngestError> {
+    str_at(v, path).ok_or_else(|| IngestError::new(path.join("."), "is missing or not a non-empty string"))
+}
+
+fn need_u64(v: &Value, path: &[&str]) -> Result<u64, IngestError> {
+    need(v, path)?.as_u64().ok_or_else(|| IngestError::new(path.join("."), "must be a non-negative integer"))
+}
+
+fn time_or(v: &Value, path: &[&str], fallback: DateTime<Utc>) -> DateTime<Utc> {
+    at(v, path).and_then(parse_time).unwrap_or(fallback)
+}
+
+/// A GitHub id (a number, or a string) as text.
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn conclusion(c: Option<&str>) -> &'static str {
+    match c {
+        Some("success") => "success",
+        Some("cancelled" | "skipped" | "stale" | "neutral") => "cancelled",
+        _ => "failure",
+    }
+}
+
+struct Cx<'a> {
+    delivery: &'a str,
+    payload: &'a Value,
+    actor: String,
+    out: Vec<Ingested>,
+}
+
+impl Cx<'_> {
+    fn record(
+        &mut self,
+        key: &str,
+        event_type: &'static str,
+        occurred_at: DateTime<Utc>,
+        data: Value,
+        note: Option<String>,
+    ) -> Result<(), IngestError> {
+        let data = match data {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let envelope = Envelope {
+            id: derive_id("github", &[self.delivery, key]),
+            event_type,
+            occurred_at,
+            actor: self.actor.clone(),
+            source: str_at(self.payload, &["repository", "html_url"]).map(str::to_owned),
+            data,
+        };
+        let mut event = envelope.parse().map_err(|e| {
+            IngestError::new(
+                e.field().unwrap_or_default(),
+                format!("the payload does not make a valid {event_type}: {e}"),
+            )
+        })?;
+        event.digest = super::fingerprint("github", &format!("{}/{key}", self.delivery), self.payload);
+        self.out.push(Ingested { event, note });
+        Ok(())
+    }
+}
+
+/// Map one delivery (`X-GitHub-Event`, `X-GitHub-Delivery`, the JSON body).
+/// `received_at` stands in for times a payload does not give.
+pub fn map(
+    event: &str,
+    delivery: &str,
+    payload: &Value,
+    received_at: DateTime<Utc>,
+    lookup: &dyn Lookup,
+) -> Result<Outcome, IngestError> {
+    if event == "ping" {
+        return Ok(Outcome::Pong);
+    }
+    if !payload.is_object() {
+        return Err(IngestError::new("", "a GitHub webhook payload is a JSON object"));
+    }
+    let action = str_at(payload, &["action"]).unwrap_or_default();
+    let ignore = |why: String| Ok(Outcome::Ignored(why));
+    let actor = str_at(payload, &["sender", "login"])
+        .or_else(|| str_at(payload, &["pusher", "name"]))
+        .unwrap_or("github")
+        .to_owned();
+    let mut cx = Cx { delivery, payload, actor, out: Vec::new() };
+    let p = payload;
+    match (event, action) {
+        ("push", _) => {
+            let git_ref = need_str(p, &["ref"])?;
+            let Some(branch) = git_ref.strip_prefix("refs/heads/") else {
+                return ignore(format!(
+                    "a push to {git_ref} is not recorded: only pushes to branches are (releases are recorded as `release` events)"
+                ));
+            };
+            if p.get("deleted").and_then(Value::as_bool) == Some(true) {
+                return ignore(format!("branch {branch} was deleted: nothing to record"));
+            }
+            let commits = p.get("commits").and_then(Value::as_array).cloned().unwrap_or_default();
+            if commits.is_empty() {
+                return ignore("a push without commits: nothing to record".to_owned());
+            }
+            let repo = need_str(p, &["repository", "full_name"])?;
+            let pushed_at = at(p, &["repository", "pushed_at"])
+                .and_then(parse_time)
+                .or_else(|| at(p, &["head_commit", "timestamp"]).and_then(parse_time))
+                .unwrap_or(received_at);
+            for (i, c) in commits.iter().enumerate() {
+                let field = |f: &str| format!("commits[{i}].{f}");
+                let sha = str_at(c, &["id"]).ok_or_else(|| IngestError::new(field("id"), "is missing"))?;
+                let author = str_at(c, &["author", "username"])
+                    .or_else(|| str_at(c, &["author", "name"]))
+                    .or_else(|| str_at(c, &["author", "email"]))
+                    .ok_or_else(|| IngestError::new(field("author"), "names nobody"))?;
+                let authored = at(c, &["timestamp"])
+                    .and_then(parse_time)
+                    .ok_or_else(|| IngestError::new(field("timestamp"), "is missing or not a time"))?;
+                let mut data = json!({
+                    "repo": repo, "sha": sha, "author": author,
+                    "authoredAt": super::format_time(&authored), "branch": branch,
+                });
+                if let (Some(m), Value::Object(d)) = (str_at(c, &["message"]), &mut data) {
+                    d.insert("message".into(), Value::String(m.chars().take(4096).collect()));
+                }
+                cx.record(sha, "commit.pushed", pushed_at, data, None)?;
+            }
+        }
+        ("pull_request", "opened") => {
+            let pr = need(p, &["pull_request"])?;
+            let repo = need_str(p, &["repository", "full_name"])?;
+            let mut data = json!({
+                "repo": repo,
+                "number": need_u64(p, &["pull_request", "number"])?,
+                "author": need_str(pr, &["user", "login"])?,
+            });
+            if let Value::Object(d) = &mut data {
+                for (k, path) in [("title", &["title"][..]), ("targetBranch", &["base", "ref"]), ("url", &["html_url"])]
+                {
+                    if let Some(v) = str_at(pr, path) {
+                        d.insert(k.into(), Value::String(v.to_owned()));
+                    }
+                }
+            }
+            cx.record("opened", "change.opened", time_or(pr, &["created_at"], received_at), data, None)?;
+        }
+        ("pull_request", "closed") => {
+            let pr = need(p, &["pull_request"])?;
+            if pr.get("merged").and_then(Value::as_bool) != Some(true) {
+                return ignore("the pull request was closed without merging: nothing to record".to_owned());
+            }
+            let repo = need_str(p, &["repository", "full_name"])?;
+            let number = need_u64(p, &["pull_request", "number"])?;
+            let merge_sha = need_str(pr, &["merge_commit_sha"])?;
+            let head_repo = str_at(pr, &["head", "repo", "full_name"]).unwrap_or(repo);
+            let head_ref = str_at(pr, &["head", "ref"]).unwrap_or_default();
+            let head_sha = str_at(pr, &["head", "sha"]).unwrap_or_default();
+            let count = pr.get("commits").and_then(Value::as_u64).and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+            let commits = lookup.pushed_commits(head_repo, head_ref, head_sha, count);
+            let note = commits.is_empty().then(|| {
+                format!("no pushes of {head_sha} to {head_repo} {head_ref} are recorded: this change's commits are unknown, so they count in no lead time")
+            });
+            let author = need_str(pr, &["user", "login"])?;
+            let mut data = json!({
+                "repo": repo,
+                "number": number,
+                "author": author,
+                "mergedBy": str_at(pr, &["merged_by", "login"]).unwrap_or(&cx.actor),
+                "mergeSha": merge_sha,
+                "commits": commit_values(&commits),
+            });
+            if let (Some(b), Value::Object(d)) = (str_at(pr, &["base", "ref"]), &mut data) {
+                d.insert("targetBranch".into(), Value::String(b.to_owned()));
+            }
+            cx.record("merged", "change.merged", time_or(pr, &["merged_at"], received_at), data, note)?;
+        }
+        ("pull_request_review", "submitted") => {
+            let review = need(p, &["review"])?;
+            let state = need_str(review, &["state"])?.to_ascii_lowercase();
+            if !["approved", "changes_requested", "commented"].contains(&state.as_str()) {
+                return ignore(format!("a review in state {state:?} is not recorded"));
+            }
+            let data = json!({
+                "repo": need_str(p, &["repository", "full_name"])?,
+                "number": need_u64(p, &["pull_request", "number"])?,
+                "reviewer": need_str(review, &["user", "login"])?,
+                "state": state,
+                "author": str_at(p, &["pull_request", "user", "login"]),
+            });
+            let data = drop_nulls(data);
+            cx.record("review", "change.reviewed", time_or(review, &["submitted_at"], received_at), data, None)?;
+        }
+        ("workflow_run", "completed") => {
+            let run = need(p, &["workflow_run"])?;
+            let repo = need_str(p, &["repository", "full_name"])?;
+            let name = str_at(run, &["name"]).or_else(|| str_at(p, &["workflow", "name"])).unwrap_or("workflow");
+            let pipeline = format!("{repo}/{name}");
+            let id = need(run, &["id"])
+                .ok()
+                .and_then(id_text)
+                .ok_or_else(|| IngestError::new("workflow_run.id", "is missing"))?;
+            let run_id = match run.get("run_attempt").and_then(Value::as_u64) {
+                Some(a) if a > 1 => format!("{id}.{a}"),
+                _ => id,
+            };
+            let sha = need_str(run, &["head_sha"])?;
+            if let Some(started) = at(run, &["run_started_at"]).and_then(parse_time) {
+                cx.record(
+                    "started",
+                    "build.started",
+                    started,
+                    json!({"pipeline": pipeline, "runId": run_id, "sha": sha}),
+                    None,
+                )?;
+            }
+            let data = json!({
+                "pipeline": pipeline, "runId": run_id, "sha": sha,
+                "outcome": conclusion(str_at(run, &["conclusion"])),
+            });
+            cx.record("finished", "build.finished", time_or(run, &["updated_at"], received_at), data, None)?;
+        }
+        ("check_suite", "completed") => {
+            let suite = need(p, &["check_suite"])?;
+            let repo = need_str(p, &["repository", "full_name"])?;
+            let app = str_at(suite, &["app", "slug"]).or_else(|| str_at(suite, &["app", "name"])).unwrap_or("checks");
+            let id = need(suite, &["id"])
+                .ok()
+                .and_then(id_text)
+                .ok_or_else(|| IngestError::new("check_suite.id", "is missing"))?;
+            let data = json!({
+                "pipeline": format!("{repo}/{app}"),
+                "runId": id,
+                "sha": need_str(suite, &["head_sha"])?,
+                "outcome": conclusion(str_at(suite, &["conclusion"])),
+            });
+            cx.record("finished", "build.finished", time_or(suite, &["updated_at"], received_at), data, None)?;
+        }
+        ("deployment", "created") => {
+            let d = need(p, &["deployment"])?;
+            let data = deployment_data(p, d, None)?;
+            cx.record("started", "deployment.started", time_or(d, &["created_at"], received_at), data, None)?;
+        }
+        ("deployment_status", _) => {
+            let status = need(p, &["deployment_status"])?;
+            let state = need_str(status, &["state"])?;
+            let event_type = match state {
+                "success" => "deployment.succeeded",
+                "failure" | "error" => "deployment.failed",
+                other => {
+                    return ignore(format!(
+                        "a deployment status of {other:?} is not recorded; success, failure and error are"
+                    ));
+                }
+            };
+            let d = need(p, &["deployment"])?;
+            let repo = need_str(p, &["repository", "full_name"])?;
+            let sha = need_str(d, &["sha"])?;
+            let mut note = None;
+            let commits = if event_type == "deployment.succeeded" {
+                let commits = lookup.merged_commits(repo, sha).or_else(|| lookup.commit(repo, sha).map(|c| vec![c]));
+                if commits.is_none() {
+                    note = Some(format!(
+                        "neither a merged change nor a push of {sha} is recorded: the commits this deployment brought are unknown"
+                    ));
+                }
+                commits
+            } else {
+                None
+            };
+            let data = deployment_data(p, d, commits.as_deref())?;
+            cx.record("status", event_type, time_or(status, &["created_at"], received_at), data, note)?;
+        }
+        ("deployment_review", "approved") => {
+            let repo = need_str(p, &["repository", "full_name"])?;
+            let service = need_str(p, &["repository", "name"])?;
+            let approver = str_at(p, &["approver", "login"]).unwrap_or(&cx.actor).to_owned();
+            let mut environments: Vec<String> = p
+                .get("workflow_job_runs")
+                .and_then(Value::as_array)
+                .map(|runs| runs.iter().filter_map(|r| str_at(r, &["environment"]).map(str::to_owned)).collect())
+                .unwrap_or_default();
+            if let Some(e) = str_at(p, &["environment"]) {
+                environments.push(e.to_owned());
+            }
+            environments.sort();
+            environments.dedup();
+            if environments.is_empty() {
+                return Err(IngestError::new("workflow_job_runs", "names no environment to approve"));
+            }
+            let sha = str_at(p, &["workflow_run", "head_sha"]);
+            for env in &environments {
+                let mut data = json!({
+                    "approver": approver, "scope": "deployment", "service": service, "environment": env,
+                });
+                if let Value::Object(d) = &mut data {
+                    if let Some(sha) = sha {
+                        d.insert("artifact".into(), Value::String(format!("{repo}@{sha}")));
+                    }
+                    if let Some(c) = str_at(p, &["comment"]) {
+                        d.insert("comment".into(), Value::String(c.to_owned()));
+                    }
+                }
+                cx.record(env, "approval.granted", received_at, data, None)?;
+            }
+        }
+        ("deployment_review", other) => {
+            return ignore(format!("a deployment review {other:?} is not recorded: only approvals are"));
+        }
+        ("release", "published") => {
+            let release = need(p, &["release"])?;
+            let repo = need_str(p, &["repository", "full_name"])?;
+            let tag = need_str(release, &["tag_name"])?;
+            let data = json!({
+                "artifact": format!("{repo}@{tag}"),
+                "service": need_str(p, &["repository", "name"])?,
+                "version": tag,
+                "commits": [],
+            });
+            let note = Some("a release names no commits: lead time comes from the deployments' commits".to_owned());
+            cx.record("published", "artifact.published", time_or(release, &["published_at"], received_at), data, note)?;
+        }
+        (event, "") => return ignore(format!("GitHub event {event:?} is not recorded")),
+        (event, action) => return ignore(format!("GitHub event {event:?} with action {action:?} is not recorded")),
+    }
+    Ok(Outcome::Record(cx.out))
+}
+
+fn drop_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        other => other,
+    }
+}
+
+/// A deployment's data from a `deployment` object (and its `payload`).
+fn deployment_data(
+    p: &Value,
+    d: &Value,
+    commits: Option<&[crate::event::data::CommitRef]>,
+) -> Result<Value, IngestError> {
+    let repo = need_str(p, &["repository", "full_name"])?;
+    let sha = need_str(d, &["sha"])?;
+    let id = need(d, &["id"]).ok().and_then(id_text).ok_or_else(|| IngestError::new("deployment.id", "is missing"))?;
+    // The deployment's payload is whatever its creator sent: an object, or
+    // JSON in a string.
+    let extra = match d.get("payload") {
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        Some(Value::String(s)) => serde_json::from_str::<Value>(s).ok().filter(Value::is_object).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let from_payload = |k: &str| str_at(&extra, &[k]).map(str::to_owned);
+    let mut data = json!({
+        "deploymentId": format!("github:{repo}:{id}"),
+        "service": from_payload("service").unwrap_or(need_str(p, &["repository", "name"])?.to_owned()),
+        "environment": str_at(d, &["environment"]).or_else(|| str_at(p, &["deployment_status", "environment"]))
+            .ok_or_else(|| IngestError::new("deployment.environment", "is missing"))?,
+        "artifact": from_payload("artifact").unwrap_or_else(|| format!("{repo}@{sha}")),
+        "version": from_payload("version").unwrap_or_else(|| sha.chars().take(12).collect()),
+    });
+    if let Value::Object(m) = &mut data {
+        if let Some(e) = extra.get("emergency").and_then(Value::as_bool) {
+            m.insert("emergency".into(), Value::Bool(e));
+        }
+        for k in ["rollbackPlan", "fixes", "strategy"] {
+            if let Some(v) = from_payload(k) {
+                m.insert(k.into(), Value::String(v));
+            }
+        }
+        if let Some(c) = commits {
+            m.insert("commits".into(), commit_values(c));
+        }
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn signatures() {
+        // GitHub's documented example: secret "It's a Secret to Everybody",
+        // payload "Hello, World!".
+        let secret = b"It's a Secret to Everybody";
+        let body = b"Hello, World!";
+        let header = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(sign(secret, body), header);
+        assert_eq!(verify_signature(secret, body, Some(header)), Ok(()));
+        assert_eq!(verify_signature(secret, b"Hello, World?", Some(header)), Err(SignatureError::Mismatch));
+        assert_eq!(verify_signature(b"other", body, Some(header)), Err(SignatureError::Mismatch));
+        assert_eq!(verify_signature(secret, body, None), Err(SignatureError::Missing));
+        assert_eq!(verify_signature(secret, body, Some("sha1=abc")), Err(SignatureError::Malformed));
+        assert_eq!(verify_signature(secret, body, Some("sha256=zz")), Err(SignatureError::Malformed));
+    }
+}

@@ -1,0 +1,268 @@
+//! GitLab webhooks (`X-Gitlab-Token`): push, merge request, pipeline and
+//! deployment hooks, mapped to ledger events.
+//!
+//! | hook (`X-Gitlab-Event`) | ledger events |
+//! |---|---|
+//! | `Push Hook` (to a branch) | one `commit.pushed` per commit |
+//! | `Merge Request Hook` (`open`; `merge`) | `change.opened`; `change.merged`, its commits those pushed to the source branch |
+//! | `Pipeline Hook` (`success`, `failed`, `canceled`) | `build.finished` |
+//! | `Deployment Hook` (`running`; `success`; `failed`) | `deployment.started`; `deployment.succeeded`; `deployment.failed` |
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use super::github::Outcome;
+use super::{Envelope, IngestError, Ingested, Lookup, at, commit_values, derive_id, parse_time, str_at};
+
+/// Compare the `X-Gitlab-Token` header with the configured token in
+/// constant time.
+pub fn token_matches(expected: &str, given: Option<&str>) -> bool {
+    let Some(given) = given else { return false };
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+    }
+    diff == 0
+}
+
+fn need_str<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, IngestError> {
+    str_at(v, path).ok_or_else(|| IngestError::new(path.join("."), "is missing or not a non-empty string"))
+}
+
+fn need_id(v: &Value, path: &[&str]) -> Result<String, IngestError> {
+    match at(v, path) {
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        _ => Err(IngestError::new(path.join("."), "is missing")),
+    }
+}
+
+fn time_or(v: &Value, path: &[&str], fallback: DateTime<Utc>) -> DateTime<Utc> {
+    at(v, path).and_then(parse_time).unwrap_or(fallback)
+}
+
+struct Cx<'a> {
+    key: &'a str,
+    payload: &'a Value,
+    actor: String,
+    out: Vec<Ingested>,
+}
+
+impl Cx<'_> {
+    fn record(
+        &mut self,
+        part: &str,
+        event_type: &'static str,
+        at: DateTime<Utc>,
+        data: Value,
+        note: Option<String>,
+    ) -> Result<(), IngestError> {
+        let data = match data {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let envelope = Envelope {
+            id: derive_id("gitlab", &[self.key, part]),
+            event_type,
+            occurred_at: at,
+            actor: self.actor.clone(),
+            source: str_at(self.payload, &["project", "web_url"]).map(str::to_owned),
+            data,
+        };
+        let mut event = envelope.parse().map_err(|e| {
+            IngestError::new(
+                e.field().unwrap_or_default(),
+                format!("the payload does not make a valid {event_type}: {e}"),
+            )
+        })?;
+        event.digest = super::fingerprint("gitlab", &format!("{}/{part}", self.key), self.payload);
+        self.out.push(Ingested { event, note });
+        Ok(())
+    }
+}
+
+/// Map one hook (`X-Gitlab-Event`, an idempotency key, the JSON body).
+/// `key` is the hook's `Idempotency-Key` or `X-Gitlab-Event-UUID`.
+pub fn map(
+    kind: &str,
+    key: &str,
+    payload: &Value,
+    received_at: DateTime<Utc>,
+    lookup: &dyn Lookup,
+) -> Result<Outcome, IngestError> {
+    if !payload.is_object() {
+        return Err(IngestError::new("", "a GitLab webhook payload is a JSON object"));
+    }
+    let p = payload;
+    let actor = str_at(p, &["user_username"])
+        .or_else(|| str_at(p, &["user", "username"]))
+        .or_else(|| str_at(p, &["user_name"]))
+        .unwrap_or("gitlab")
+        .to_owned();
+    let mut cx = Cx { key, payload, actor, out: Vec::new() };
+    let ignore = |why: String| Ok(Outcome::Ignored(why));
+    match kind {
+        "Push Hook" => {
+            let git_ref = need_str(p, &["ref"])?;
+            let Some(branch) = git_ref.strip_prefix("refs/heads/") else {
+                return ignore(format!("a push to {git_ref} is not recorded: only pushes to branches are"));
+            };
+            let commits = p.get("commits").and_then(Value::as_array).cloned().unwrap_or_default();
+            if commits.is_empty() {
+                return ignore("a push without commits (a new or deleted branch): nothing to record".to_owned());
+            }
+            let repo = need_str(p, &["project", "path_with_namespace"])?;
+            let pushed_at =
+                commits.iter().filter_map(|c| at(c, &["timestamp"]).and_then(parse_time)).max().unwrap_or(received_at);
+            for (i, c) in commits.iter().enumerate() {
+                let field = |f: &str| format!("commits[{i}].{f}");
+                let sha = str_at(c, &["id"]).ok_or_else(|| IngestError::new(field("id"), "is missing"))?;
+                let author = str_at(c, &["author", "name"])
+                    .or_else(|| str_at(c, &["author", "email"]))
+                    .ok_or_else(|| IngestError::new(field("author"), "names nobody"))?;
+                let authored = at(c, &["timestamp"])
+                    .and_then(parse_time)
+                    .ok_or_else(|| IngestError::new(field("timestamp"), "is missing or not a time"))?;
+                let mut data = json!({
+                    "repo": repo, "sha": sha, "author": author,
+                    "authoredAt": super::format_time(&authored), "branch": branch,
+                });
+                if let (Some(m), Value::Object(d)) = (str_at(c, &["message"]), &mut data) {
+                    d.insert("message".into(), Value::String(m.chars().take(4096).collect()));
+                }
+                cx.record(sha, "commit.pushed", pushed_at, data, None)?;
+            }
+        }
+        "Merge Request Hook" => {
+            let mr = p.get("object_attributes").ok_or_else(|| IngestError::new("object_attributes", "is missing"))?;
+            let repo = need_str(p, &["project", "path_with_namespace"])?;
+            let number = mr
+                .get("iid")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| IngestError::new("object_attributes.iid", "is missing"))?;
+            let action = str_at(mr, &["action"]).unwrap_or_default();
+            match action {
+                "open" | "reopen" => {
+                    let mut data = json!({"repo": repo, "number": number, "author": cx.actor});
+                    if let Value::Object(d) = &mut data {
+                        for (k, path) in [("title", "title"), ("targetBranch", "target_branch"), ("url", "url")] {
+                            if let Some(v) = str_at(mr, &[path]) {
+                                d.insert(k.into(), Value::String(v.to_owned()));
+                            }
+                        }
+                    }
+                    cx.record(action, "change.opened", time_or(mr, &["created_at"], received_at), data, None)?;
+                }
+                "merge" => {
+                    let merge_sha = need_str(mr, &["merge_commit_sha"])?;
+                    let source = str_at(mr, &["source_branch"]).unwrap_or_default();
+                    let head = str_at(mr, &["last_commit", "id"]).unwrap_or_default();
+                    let source_repo = str_at(mr, &["source", "path_with_namespace"]).unwrap_or(repo);
+                    let commits = lookup.pushed_commits(source_repo, source, head, 0);
+                    let note = commits.is_empty().then(|| {
+                        format!("no pushes of {head} to {source_repo} {source} are recorded: this change's commits are unknown")
+                    });
+                    // The hook names who merged; who opened it is known
+                    // from its `open` hook, if recorded.
+                    let author = lookup
+                        .change_author(repo, number)
+                        .or_else(|| mr.get("author_id").and_then(Value::as_u64).map(|id| format!("gitlab-user-{id}")))
+                        .unwrap_or_else(|| cx.actor.clone());
+                    let data = json!({
+                        "repo": repo, "number": number, "author": author, "mergedBy": cx.actor,
+                        "mergeSha": merge_sha, "commits": commit_values(&commits), "targetBranch": str_at(mr, &["target_branch"]),
+                    });
+                    let data = match data {
+                        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+                        v => v,
+                    };
+                    let at_time = time_or(mr, &["merged_at"], time_or(mr, &["updated_at"], received_at));
+                    cx.record("merge", "change.merged", at_time, data, note)?;
+                }
+                other => {
+                    return ignore(format!("a merge request action {other:?} is not recorded; open and merge are"));
+                }
+            }
+        }
+        "Pipeline Hook" => {
+            let pl = p.get("object_attributes").ok_or_else(|| IngestError::new("object_attributes", "is missing"))?;
+            let status = need_str(pl, &["status"])?;
+            let outcome = match status {
+                "success" => "success",
+                "failed" => "failure",
+                "canceled" | "cancelled" | "skipped" => "cancelled",
+                other => {
+                    return ignore(format!("a pipeline in status {other:?} is not recorded; finished pipelines are"));
+                }
+            };
+            let repo = need_str(p, &["project", "path_with_namespace"])?;
+            let name = str_at(pl, &["name"]).unwrap_or("pipeline");
+            let data = json!({
+                "pipeline": format!("{repo}/{name}"),
+                "runId": need_id(pl, &["id"])?,
+                "sha": need_str(pl, &["sha"])?,
+                "outcome": outcome,
+            });
+            cx.record("finished", "build.finished", time_or(pl, &["finished_at"], received_at), data, None)?;
+        }
+        "Deployment Hook" => {
+            let status = need_str(p, &["status"])?;
+            let event_type = match status {
+                "running" => "deployment.started",
+                "success" => "deployment.succeeded",
+                "failed" => "deployment.failed",
+                other => return ignore(format!("a deployment in status {other:?} is not recorded")),
+            };
+            let repo = need_str(p, &["project", "path_with_namespace"])?;
+            // The full SHA is the last part of the commit URL.
+            let sha = str_at(p, &["commit_url"])
+                .and_then(|u| u.rsplit('/').next())
+                .filter(|s| s.len() >= 7 && s.chars().all(|c| c.is_ascii_hexdigit()))
+                .or_else(|| str_at(p, &["short_sha"]))
+                .ok_or_else(|| IngestError::new("commit_url", "names no commit"))?;
+            let mut note = None;
+            let mut data = json!({
+                "deploymentId": format!("gitlab:{repo}:{}", need_id(p, &["deployment_id"])?),
+                "service": need_str(p, &["project", "name"])?,
+                "environment": need_str(p, &["environment"])?,
+                "artifact": format!("{repo}@{sha}"),
+                "version": sha.chars().take(12).collect::<String>(),
+            });
+            if event_type == "deployment.succeeded" {
+                let commits = lookup.merged_commits(repo, sha).or_else(|| lookup.commit(repo, sha).map(|c| vec![c]));
+                match (commits, &mut data) {
+                    (Some(c), Value::Object(d)) => {
+                        d.insert("commits".into(), commit_values(&c));
+                    }
+                    _ => {
+                        note = Some(format!(
+                            "neither a merge nor a push of {sha} is recorded: the commits this deployment brought are unknown"
+                        ));
+                    }
+                }
+            }
+            cx.record(status, event_type, time_or(p, &["status_changed_at"], received_at), data, note)?;
+        }
+        other => {
+            return ignore(format!(
+                "GitLab hook {other:?} is not recorded; push, merge request, pipeline and deployment hooks are"
+            ));
+        }
+    }
+    Ok(Outcome::Record(cx.out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(token_matches("s3cret", Some("s3cret")));
+        assert!(!token_matches("s3cret", Some("s3cre")));
+        assert!(!token_matches("s3cret", Some("s3cret!")));
+        assert!(!token_matches("s3cret", Some("")));
+        assert!(!token_matches("s3cret", None));
+    }
+}
