@@ -140,6 +140,72 @@ pub struct Delivery {
     /// Which service a pipeline builds, learnt from its published artifacts.
     pipeline_service: FastMap<Sym, Sym>,
     build_artifact: FastMap<Arc<str>, Sym>,
+    /// For integrations whose tools do not say it (`ingest::Lookup`):
+    /// commits pushed per (repo, branch), in the order pushed; the commits
+    /// each merge brought, per (repo, merge sha); who opened each change
+    /// not merged yet. Kept for [`LOOKUP_WINDOW_DAYS`] of event time.
+    pushes: FastMap<(Sym, Sym), std::collections::VecDeque<Commit>>,
+    merges: FastMap<(Sym, Sym), Vec<Commit>>,
+    authors: FastMap<(Sym, u64), Sym>,
+    /// What was added to the three above, oldest first, to forget it when
+    /// it leaves the window.
+    lookup_log: std::collections::VecDeque<(Micros, Remembered)>,
+    newest: Micros,
+}
+
+/// How long the facts integrations look up are kept, in days of event
+/// time: a pull request merged, or a SHA deployed, this long after its
+/// commits were pushed still finds them.
+pub const LOOKUP_WINDOW_DAYS: i64 = 90;
+
+#[derive(Debug, Clone, Copy)]
+enum Remembered {
+    Push(Sym, Sym),
+    Merge(Sym, Sym),
+    Author(Sym, u64),
+}
+
+/// What integrations read from the ledger (see `ingest::Lookup`).
+impl crate::ingest::Lookup for Delivery {
+    fn pushed_commits(&self, repo: &str, branch: &str, head: &str, count: usize) -> Vec<CommitRef> {
+        let key = (self.syms.get(repo), self.syms.get(branch));
+        let (Some(repo), Some(branch)) = key else { return Vec::new() };
+        let Some(list) = self.pushes.get(&(repo, branch)) else { return Vec::new() };
+        let Some(end) = list.iter().rposition(|(s, _)| self.syms.name(*s).eq_ignore_ascii_case(head)) else {
+            return Vec::new();
+        };
+        let start = if count == 0 { 0 } else { (end + 1).saturating_sub(count) };
+        list.range(start..=end).filter_map(|c| self.commit_ref(*c)).collect()
+    }
+
+    fn commit(&self, repo: &str, sha: &str) -> Option<CommitRef> {
+        let (repo, sha) = (self.syms.get(repo)?, self.syms.get(sha)?);
+        let found = self
+            .pushes
+            .iter()
+            .filter(|((r, _), _)| *r == repo)
+            .find_map(|(_, list)| list.iter().find(|(s, _)| *s == sha).copied())?;
+        self.commit_ref(found)
+    }
+
+    fn merged_commits(&self, repo: &str, merge_sha: &str) -> Option<Vec<CommitRef>> {
+        let list = self.merges.get(&(self.syms.get(repo)?, self.syms.get(merge_sha)?))?;
+        Some(list.iter().filter_map(|c| self.commit_ref(*c)).collect())
+    }
+
+    fn change_author(&self, repo: &str, number: u64) -> Option<String> {
+        let author = self.authors.get(&(self.syms.get(repo)?, number))?;
+        Some(self.syms.name(*author).to_owned())
+    }
+
+    fn current_deployment(&self, service: &str, environment: &str) -> Option<(String, String)> {
+        let list = self.by_service_env.get(&(self.syms.get(service)?, self.syms.get(environment)?))?;
+        list.iter()
+            .rev()
+            .map(|d| &self.deploys[*d as usize])
+            .find(|d| !self.rollbacks.contains_key(&d.id))
+            .map(|d| (d.id.to_string(), d.version.to_string()))
+    }
 }
 
 impl Delivery {
@@ -165,6 +231,10 @@ impl Delivery {
         }
         self.applied = Some(event.seq);
         let at = micros(&event.occurred_at);
+        if at > self.newest {
+            self.newest = at;
+            self.forget_before(at - LOOKUP_WINDOW_DAYS * 86_400 * 1_000_000);
+        }
         match data {
             EventData::DeploymentSucceeded(d) => self.deployed(event.seq, at, d),
             EventData::DeploymentStarted(d) => self.started_at(d.deployment_id.as_str(), at),
@@ -260,8 +330,69 @@ impl Delivery {
                     self.build_artifact.insert(artifact, pipeline);
                 }
             }
+            EventData::CommitPushed(c) => {
+                let key = (self.syms.intern(c.repo.as_str()), self.syms.intern(c.branch.as_str()));
+                let commit = (self.syms.intern(c.sha.as_str()), micros(&c.authored_at));
+                let list = self.pushes.entry(key).or_default();
+                if !list.iter().rev().take(64).any(|(s, _)| *s == commit.0) {
+                    list.push_back(commit);
+                    self.lookup_log.push_back((at, Remembered::Push(key.0, key.1)));
+                }
+            }
+            EventData::ChangeOpened(c) => {
+                let key = (self.syms.intern(c.repo.as_str()), c.number);
+                if !self.authors.contains_key(&key) {
+                    let author = self.syms.intern(c.author.as_str());
+                    self.authors.insert(key, author);
+                    self.lookup_log.push_back((at, Remembered::Author(key.0, key.1)));
+                }
+            }
+            EventData::ChangeMerged(c) => {
+                let repo = self.syms.intern(c.repo.as_str());
+                // Who opened it was needed to record its merge; no more.
+                self.authors.remove(&(repo, c.number));
+                let merge = self.syms.intern(c.merge_sha.as_str());
+                if !self.merges.contains_key(&(repo, merge)) {
+                    let commits = self.commits(&c.commits);
+                    self.merges.insert((repo, merge), commits);
+                    self.lookup_log.push_back((at, Remembered::Merge(repo, merge)));
+                }
+            }
             _ => {}
         }
+    }
+
+    /// Forget the looked-up facts added before `limit` (event time).
+    fn forget_before(&mut self, limit: Micros) {
+        while let Some(&(t, what)) = self.lookup_log.front() {
+            if t >= limit {
+                break;
+            }
+            self.lookup_log.pop_front();
+            match what {
+                Remembered::Push(repo, branch) => {
+                    if let Some(list) = self.pushes.get_mut(&(repo, branch)) {
+                        list.pop_front();
+                        if list.is_empty() {
+                            self.pushes.remove(&(repo, branch));
+                        }
+                    }
+                }
+                Remembered::Merge(repo, merge) => {
+                    self.merges.remove(&(repo, merge));
+                }
+                Remembered::Author(repo, number) => {
+                    self.authors.remove(&(repo, number));
+                }
+            }
+        }
+    }
+
+    fn commit_ref(&self, (sha, at): Commit) -> Option<CommitRef> {
+        Some(CommitRef {
+            sha: crate::name::Sha::parse(self.syms.name(sha)).ok()?,
+            authored_at: DateTime::from_timestamp_micros(at)?,
+        })
     }
 
     fn commits(&mut self, commits: &[CommitRef]) -> Vec<Commit> {

@@ -386,7 +386,7 @@ async fn ingest_items(state: &AppState, items: Vec<Item>, single: bool) -> Resul
         out.push(match p {
             Parsed::Native(event) => Ingested { event: *event, note: None },
             Parsed::Cd(cd) => {
-                cdevents::to_ledger(&cd, &views.lineage).map_err(|e| ingest_error(e, index(i), Code::InvalidEvent))?
+                cdevents::to_ledger(&cd, &views.delivery).map_err(|e| ingest_error(e, index(i), Code::InvalidEvent))?
             }
         });
     }
@@ -504,7 +504,7 @@ pub async fn github_webhook(
     catch_up(&state).await?;
     let outcome = {
         let views = state.ledger.projections.read()?;
-        github::map(event, delivery, &value, Utc::now(), &views.lineage)
+        github::map(event, delivery, &value, Utc::now(), &views.delivery)
     };
     webhook_response(&state, &req, outcome).await
 }
@@ -540,7 +540,7 @@ pub async fn gitlab_webhook(
     catch_up(&state).await?;
     let outcome = {
         let views = state.ledger.projections.read()?;
-        gitlab::map(kind, &key, &value, Utc::now(), &views.lineage)
+        gitlab::map(kind, &key, &value, Utc::now(), &views.delivery)
     };
     webhook_response(&state, &req, outcome).await
 }

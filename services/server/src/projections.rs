@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use shiplog_core::delivery::Delivery;
 use shiplog_core::facts::GateFacts;
 use shiplog_core::index::LedgerIndex;
-use shiplog_core::ingest::Lineage;
 use shiplog_core::{EventData, RecordedEvent};
 use shiplog_store::{EventStore, RawEvent};
 use tokio::sync::{broadcast, watch};
@@ -20,9 +19,6 @@ pub struct Views {
     pub facts: GateFacts,
     pub delivery: Delivery,
     pub index: LedgerIndex,
-    /// What webhooks that do not say it need: pushed and merged commits,
-    /// change authors, current deployments.
-    pub lineage: Lineage,
 }
 
 impl Views {
@@ -33,7 +29,6 @@ impl Views {
             self.delivery.apply(event, d);
         }
         self.facts.apply_data(event.seq, data);
-        self.lineage.apply(event, data);
     }
 
     /// Apply a batch in `seq` order. A large batch (a replay) is applied
@@ -46,7 +41,7 @@ impl Views {
             }
             return;
         }
-        let Views { facts, delivery, index, lineage } = self;
+        let Views { facts, delivery, index } = self;
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 for (event, data) in batch {
@@ -58,7 +53,6 @@ impl Views {
                     delivery.apply(event, d);
                 }
                 facts.apply_data(event.seq, data.as_ref());
-                lineage.apply(event, data.as_ref());
             }
         });
     }

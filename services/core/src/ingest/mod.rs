@@ -12,7 +12,6 @@ pub mod cdevents;
 pub mod github;
 pub mod gitlab;
 pub mod jsonschema;
-pub mod lineage;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -22,11 +21,10 @@ use uuid::Uuid;
 use crate::event::data::CommitRef;
 use crate::event::{Author, EventError, NewEvent, format_time};
 
-pub use lineage::Lineage;
-
 /// What the ledger already knows, for an integration whose tool does not
 /// send it: which commits a branch or a merge brought, who opened a change,
-/// what is deployed where.
+/// what is deployed where. The server answers from the DORA projection
+/// (`delivery::Delivery`), which keeps these beside the deployments.
 pub trait Lookup {
     /// Up to `count` commits pushed to `branch` of `repo`, oldest first,
     /// ending with `head` (all of them up to `head` when `count` is 0).
