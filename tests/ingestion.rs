@@ -202,7 +202,14 @@ fn a_batch_and_the_cloudevents_binding() {
 
 #[test]
 fn oversized_bodies_are_refused() {
-    let server = Server::start_with(&["--max-body-bytes", "4096", "--github-webhook-secret", "s3cret"]);
+    let server = Server::start_with(&[
+        "--max-body-bytes",
+        "4096",
+        "--max-webhook-body-bytes",
+        "4096",
+        "--github-webhook-secret",
+        "s3cret",
+    ]);
     let mut big = fixture("cdevents", "service_deployed");
     big["customData"] = json!({"padding": "x".repeat(8000)});
     let (status, body) = server.post("/v1/cdevents", &big);
@@ -306,8 +313,10 @@ fn types(body: &Value) -> Vec<String> {
 
 #[test]
 fn github_push_to_deployment_gives_a_lead_time() {
-    let server = Server::start_with(&["--github-webhook-secret", "It's a Secret"]);
-    let gh = GitHub { server: &server, secret: "It's a Secret" };
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--github-webhook-secret", "It's a Secret"];
+    let mut first = Server::start_in(dir.path(), &args);
+    let gh = GitHub { server: &first, secret: "It's a Secret" };
 
     let (status, body) = gh.fixture("ping", "", "p-1");
     assert_eq!((status, &body), (200, &json!({"pong": true})));
@@ -327,6 +336,13 @@ fn github_push_to_deployment_gives_a_lead_time() {
     assert_eq!((status, types(&body)), (201, vec!["build.finished".to_owned()]), "{body}");
     let (status, body) = gh.fixture("release", "published", "d-release");
     assert_eq!((status, types(&body)), (201, vec!["artifact.published".to_owned()]), "{body}");
+    // A restart between the merge and the deployment: what the deployment
+    // looks up (the merge's commits) is rebuilt from the log.
+    first.signal(libc::SIGTERM);
+    first.wait(30);
+    drop(first);
+    let server = Server::start_in(dir.path(), &args);
+    let gh = GitHub { server: &server, secret: "It's a Secret" };
     let (status, body) = gh.fixture("deployment", "created", "d-deploy");
     assert_eq!((status, types(&body)), (201, vec!["deployment.started".to_owned()]), "{body}");
     let (status, body) = gh.fixture("deployment_review", "approved", "d-approve");
@@ -363,6 +379,7 @@ fn github_push_to_deployment_gives_a_lead_time() {
     let build = find("build.finished");
     assert_eq!((build["data"]["outcome"].as_str(), build["data"]["runId"].as_str()), (Some("success"), Some("7001")));
     assert_eq!(find("commit.pushed")["data"]["authoredAt"], "2026-11-02T09:00:00Z");
+    assert_eq!(find("commit.pushed")["recordedBy"], "webhook:github");
 
     // The lead time, from the GitHub events alone: the deployment at
     // 2026-11-03T10:20Z brought commits authored 2026-11-02 at 09:00 and
@@ -375,11 +392,17 @@ fn github_push_to_deployment_gives_a_lead_time() {
     assert_eq!(body["data"]["dora"]["deployments"], 1, "{body}");
     assert_eq!(body["data"]["dora"]["leadTime"], json!({"median": 88500.0, "count": 2}), "{body}");
 
-    // A redelivery (GitHub's "Redeliver") records nothing new.
+    // A redelivery (GitHub's "Redeliver") records nothing new; nor does the
+    // same signed payload replayed under another delivery id.
     let before = server.all_events().len();
-    let (status, body) = gh.fixture("deployment_status", "created", "d-status");
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["recorded"][0]["duplicate"], true);
+    for delivery in ["d-status", "d-status-replayed"] {
+        let (status, body) = gh.fixture("deployment_status", "created", delivery);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["recorded"][0]["duplicate"], true);
+        assert_eq!(body["recorded"][0]["type"], "deployment.succeeded");
+    }
+    let (status, body) = gh.fixture("push", "", "d-push-again");
+    assert_eq!((status, body["recorded"][1]["duplicate"].as_bool()), (200, Some(true)), "{body}");
     assert_eq!(server.all_events().len(), before);
 }
 
@@ -543,4 +566,155 @@ fn gitlab_hooks() {
     assert_eq!((status, body["ignored"].as_bool()), (202, Some(true)), "{body}");
     assert_eq!(server.all_events().len(), events.len());
     assert!(!server.log().contains(token), "the token is never logged");
+
+    // No token; a body that is not JSON; odd payloads: 401, 400, never 5xx.
+    let (status, _) = server.post_with("/v1/webhooks/gitlab", &[("X-Gitlab-Event", "Push Hook")], b"{}");
+    assert_eq!(status, 401);
+    let (status, body) = server.post_with(
+        "/v1/webhooks/gitlab",
+        &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", token)],
+        b"<xml/>",
+    );
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_json")), "{body}");
+    for kind in ["Push Hook", "Merge Request Hook", "Pipeline Hook", "Deployment Hook", "Tag Push Hook"] {
+        for payload in [
+            json!({}),
+            json!([]),
+            json!({"ref": "refs/heads/main", "commits": [{"id": "zz"}], "project": {"path_with_namespace": "a/b"}}),
+            json!({"object_attributes": {"iid": 1, "action": "merge"}, "project": {"path_with_namespace": "a/b"}}),
+            json!({"object_attributes": {"status": "success"}}),
+            json!({"status": "success", "project": {"path_with_namespace": "a/b"}, "commit_url": "x"}),
+        ] {
+            let (status, body) = server.post_with(
+                "/v1/webhooks/gitlab",
+                &[("X-Gitlab-Event", kind), ("X-Gitlab-Token", token)],
+                payload.to_string().as_bytes(),
+            );
+            assert!([200, 202, 400].contains(&status), "{kind} {payload}: {status} {body}");
+        }
+    }
+    // A fast-forward merge names no merge commit: the last commit stands in.
+    let mut ff = fixture("gitlab", "merge_request.merge");
+    ff["object_attributes"]["iid"] = json!(8);
+    ff["object_attributes"]["merge_commit_sha"] = Value::Null;
+    let (status, body) = server.post_with(
+        "/v1/webhooks/gitlab",
+        &[("X-Gitlab-Event", "Merge Request Hook"), ("X-Gitlab-Token", token)],
+        ff.to_string().as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let merged =
+        server.all_events().into_iter().find(|e| e["type"] == "change.merged" && e["data"]["number"] == 8).unwrap();
+    assert_eq!(merged["data"]["mergeSha"], ff["object_attributes"]["last_commit"]["id"]);
+
+    let plain = Server::start();
+    let (status, body) = plain.post_with("/v1/webhooks/gitlab", &[("X-Gitlab-Token", token)], b"{}");
+    assert_eq!((status, body["error"].as_str()), (403, Some("webhook_disabled")), "{body}");
+}
+
+#[test]
+fn more_of_the_cloudevents_binding_and_cdevents() {
+    let server = Server::start();
+    let deployed = fixture("cdevents", "service_deployed");
+    let ce = |cd: &Value| json!({"specversion": "1.0", "id": cd["context"]["id"], "source": cd["context"]["source"], "type": cd["context"]["type"]});
+    // data_base64 holding the CDEvent.
+    use base64::Engine;
+    let mut b64 = ce(&deployed);
+    b64["data_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(deployed.to_string()));
+    let (status, body) = server.post_raw("/v1/cdevents", "application/cloudevents+json", &b64.to_string());
+    assert_eq!((status, body["type"].as_str()), (201, Some("deployment.succeeded")), "{body}");
+    // Both data and data_base64: refused.
+    let mut both = b64.clone();
+    both["data"] = deployed.clone();
+    let (status, body) = server.post_raw("/v1/cdevents", "application/cloudevents+json", &both.to_string());
+    assert_eq!((status, body["field"].as_str()), (400, Some("data_base64")), "{body}");
+    // Binary mode with data that is not JSON: 415.
+    let (status, body) = server.post_with(
+        "/v1/cdevents",
+        &[
+            ("Content-Type", "text/plain"),
+            ("ce-specversion", "1.0"),
+            ("ce-id", "x"),
+            ("ce-source", "/s"),
+            ("ce-type", "dev.cdevents.service.deployed.0.3.0"),
+        ],
+        b"hello",
+    );
+    assert_eq!((status, body["error"].as_str()), (415, Some("unsupported_media_type")), "{body}");
+
+    // A batch mixing a native event and a CDEvent; an error names its index.
+    let native = json!({"specversion": "1.0", "id": uuid::Uuid::new_v4().to_string(), "source": "/ci", "type": "commit.pushed",
+        "time": "2026-11-19T08:02:00Z", "actor": "u-7",
+        "data": {"repo": "shop/web", "sha": "abc1234", "author": "u-7", "authoredAt": "2026-11-19T08:00:00Z", "branch": "main"}});
+    let mut other = deployed.clone();
+    other["context"]["id"] = json!("d-mixed");
+    let mut cd = ce(&other);
+    cd["data"] = other.clone();
+    let mut broken = cd.clone();
+    broken["data"]["context"]["timestamp"] = json!("soon");
+    let (status, body) =
+        server.post_raw("/v1/events", "application/cloudevents-batch+json", &json!([native, broken]).to_string());
+    assert_eq!(
+        (status, body["index"].as_u64(), body["field"].as_str()),
+        (400, Some(1), Some("context.timestamp")),
+        "{body}"
+    );
+    let (status, body) =
+        server.post_raw("/v1/events", "application/cloudevents-batch+json", &json!([native, cd]).to_string());
+    assert_eq!(status, 201, "{body}");
+    let types: Vec<&str> = body.as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["commit.pushed", "deployment.succeeded"]);
+
+    // A deployment and its rollback in one batch: the rollback names it.
+    let mut d = fixture("cdevents", "service_deployed");
+    d["context"]["id"] = json!("d-then-rolled-back");
+    d["subject"]["id"] = json!("billing");
+    let mut r = fixture("cdevents", "service_rolledback");
+    r["context"]["id"] = json!("r-1");
+    r["subject"]["id"] = json!("billing");
+    let (status, body) = server.post("/v1/cdevents", &json!([d, r]));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body[1]["type"], "deployment.rolledback", "{body}");
+    let events = server.all_events();
+    let rollback = events.iter().find(|e| e["type"] == "deployment.rolledback").unwrap();
+    assert_eq!(rollback["data"]["deploymentId"], "d-then-rolled-back");
+
+    // v0.4 and custom types through the server.
+    let v04 = json!({
+        "context": {"version": "0.4.1", "id": "v04-1", "source": "argocd", "type": "dev.cdevents.service.deployed.0.2.0", "timestamp": "2024-01-15T10:40:00Z"},
+        "subject": {"id": "payments", "source": "argocd", "type": "service", "content": {"environment": {"id": "production"}, "artifactId": "pkg:oci/payments@v2.1.0"}}
+    });
+    let (status, body) = server.post("/v1/cdevents", &v04);
+    assert_eq!((status, body["type"].as_str()), (201, Some("deployment.succeeded")), "{body}");
+    let custom = json!({
+        "context": {"specversion": "0.5.1", "id": "q-1", "source": "/registry", "type": "dev.cdeventsx.myregistry-quota.exceeded.0.1.0", "timestamp": "2024-01-15T10:40:00Z"},
+        "subject": {"id": "heavy_user", "content": {"limit": "50Tb"}}
+    });
+    let (status, body) = server.post("/v1/cdevents", &custom);
+    assert_eq!((status, body["type"].as_str()), (201, Some("cdevent.received")), "{body}");
+
+    // customData.shiplog completes a change; a bad value there is a 400
+    // naming it.
+    let mut merged = fixture("cdevents", "change_merged");
+    merged["context"]["id"] = json!("m-1");
+    merged["customData"] = json!({"shiplog": {"number": 42, "author": "alice", "mergedBy": "bob", "mergeSha": "3333333",
+        "commits": [{"sha": "1111111", "authoredAt": "2023-03-19T10:00:00Z"}]}});
+    let (status, body) = server.post("/v1/cdevents", &merged);
+    assert_eq!((status, body["type"].as_str()), (201, Some("change.merged")), "{body}");
+    merged["context"]["id"] = json!("m-2");
+    merged["customData"]["shiplog"]["commits"][0]["authoredAt"] = json!("yesterday");
+    let (status, body) = server.post("/v1/cdevents", &merged);
+    assert_eq!((status, body["field"].as_str()), (400, Some("customData.shiplog.commits[0].authoredAt")), "{body}");
+
+    // Clients cannot pass events off as received CDEvents.
+    let forged = common::event(
+        "cdevent.received",
+        json!({"cdeventType": "dev.cdevents.x.y.0.1.0", "subject": "s", "cdevent": {}}),
+    );
+    let (status, body) = server.post("/v1/events", &forged);
+    assert_eq!((status, body["error"].as_str()), (400, Some("server_only_type")), "{body}");
+    let mut forged = common::deployment("checkout");
+    forged["data"]["cdevent"] = fixture("cdevents", "service_deployed");
+    let (status, body) = server.post("/v1/events", &forged);
+    assert_eq!((status, body["field"].as_str()), (400, Some("data.cdevent")), "{body}");
 }

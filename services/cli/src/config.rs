@@ -22,6 +22,7 @@ pub struct FileConfig {
     pub store: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub max_batch: Option<usize>,
+    pub max_webhook_body_bytes: Option<usize>,
     pub workers: Option<usize>,
     pub log_format: Option<String>,
     pub checkpoint_key: Option<PathBuf>,

@@ -14,7 +14,8 @@ use shiplog_store::{EventStore, SqliteStore};
 
 use crate::config::{FileConfig, StoreUrl, parse_listen};
 
-#[derive(Args, Debug)]
+/// `shiplog serve`'s flags. Not `Debug`: they hold the webhook secrets.
+#[derive(Args)]
 pub struct ServeArgs {
     /// Config file (TOML); default ./shiplog.toml when it exists
     #[arg(long, env = "SHIPLOG_CONFIG", value_name = "FILE")]
@@ -39,6 +40,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes [default: 1048576]
     #[arg(long, env = "SHIPLOG_MAX_BODY_BYTES", value_name = "BYTES")]
     max_body_bytes: Option<usize>,
+    /// Largest webhook body in bytes (GitHub sends up to 25 MB) [default: 26214400]
+    #[arg(long, env = "SHIPLOG_MAX_WEBHOOK_BODY_BYTES", value_name = "BYTES")]
+    max_webhook_body_bytes: Option<usize>,
     /// Most events in one batch [default: 10000]
     #[arg(long, env = "SHIPLOG_MAX_BATCH", value_name = "N")]
     max_batch: Option<usize>,
@@ -54,7 +58,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SHIPLOG_ORIGIN", value_name = "NAME")]
     origin: Option<String>,
     /// GitHub's webhook secret: enables POST /v1/webhooks/github, whose
-    /// deliveries must be signed with it (X-Hub-Signature-256)
+    /// deliveries must be signed with it (X-Hub-Signature-256). Prefer the
+    /// environment variable: a flag's value shows in the process list
     #[arg(long, env = "SHIPLOG_GITHUB_WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true)]
     github_webhook_secret: Option<String>,
     /// GitLab's webhook secret token: enables POST /v1/webhooks/gitlab,
@@ -79,9 +84,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let limits = Limits {
         max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(defaults.max_body_bytes),
         max_batch: args.max_batch.or(file.max_batch).unwrap_or(defaults.max_batch),
+        max_webhook_body_bytes: args
+            .max_webhook_body_bytes
+            .or(file.max_webhook_body_bytes)
+            .unwrap_or(defaults.max_webhook_body_bytes),
     };
-    if limits.max_body_bytes == 0 || limits.max_batch == 0 {
-        return Err("--max-body-bytes and --max-batch must be at least 1".into());
+    if limits.max_body_bytes == 0 || limits.max_batch == 0 || limits.max_webhook_body_bytes == 0 {
+        return Err("--max-body-bytes, --max-batch and --max-webhook-body-bytes must be at least 1".into());
     }
     let workers = args.workers.or(file.workers);
     if workers == Some(0) {

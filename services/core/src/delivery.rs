@@ -198,13 +198,15 @@ impl crate::ingest::Lookup for Delivery {
         Some(self.syms.name(*author).to_owned())
     }
 
-    fn current_deployment(&self, service: &str, environment: &str) -> Option<(String, String)> {
+    fn current_deployment(&self, service: &str, environment: &str) -> Option<crate::ingest::Running> {
         let list = self.by_service_env.get(&(self.syms.get(service)?, self.syms.get(environment)?))?;
-        list.iter()
-            .rev()
-            .map(|d| &self.deploys[*d as usize])
-            .find(|d| !self.rollbacks.contains_key(&d.id))
-            .map(|d| (d.id.to_string(), d.version.to_string()))
+        list.iter().rev().map(|d| &self.deploys[*d as usize]).find(|d| !self.rollbacks.contains_key(&d.id)).map(|d| {
+            crate::ingest::Running {
+                deployment_id: d.id.to_string(),
+                version: d.version.to_string(),
+                artifact: d.artifact.to_string(),
+            }
+        })
     }
 }
 

@@ -39,7 +39,7 @@ macro_rules! event_types {
             }
 
             /// Types only the server writes (decisions, policy activations,
-            /// tokens): a client can never append them.
+            /// tokens, CDEvents kept whole): a client can never append them.
             pub fn is_server_only(self) -> bool {
                 match self { $( EventType::$variant => event_types!(@server $who), )+ }
             }
@@ -99,7 +99,7 @@ event_types! {
     IncidentOpened => "incident.opened", IncidentOpened, client;
     IncidentResolved => "incident.resolved", IncidentResolved, client;
     FlagChanged => "flag.changed", FlagChanged, client;
-    CdeventReceived => "cdevent.received", CdeventReceived, client;
+    CdeventReceived => "cdevent.received", CdeventReceived, server;
     DecisionRecorded => "decision.recorded", DecisionRecorded, server;
     PolicyActivated => "policy.activated", PolicyActivated, server;
     TokenCreated => "token.created", TokenChanged, server;
@@ -321,6 +321,12 @@ impl NewEvent {
             Some(v @ Value::Object(_)) => v,
             Some(other) => return Err(wrong_kind("data", "an object", &other)),
         };
+        if author == Author::Client && data.get("cdevent").is_some() {
+            return Err(EventError::invalid(
+                "data.cdevent",
+                "is reserved for events recorded from CDEvents: send the CDEvent to POST /v1/cdevents",
+            ));
+        }
         let typed = EventData::parse(event_type, data.clone())?;
 
         let links = match obj.remove("links") {

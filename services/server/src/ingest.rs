@@ -62,8 +62,8 @@ fn ingest_error(e: IngestError, index: Option<usize>, code: Code) -> ApiError {
     api
 }
 
-/// Record what integrations made, all or nothing.
-async fn record(state: &AppState, req: &HttpRequest, ingested: Vec<Ingested>) -> Result<Vec<IngestReceipt>, ApiError> {
+/// Record what integrations made, all or nothing, as recorded by `by`.
+async fn record(state: &AppState, by: &str, ingested: Vec<Ingested>) -> Result<Vec<IngestReceipt>, ApiError> {
     state.ledger.require_intact()?;
     let max = state.limits.max_batch;
     if ingested.len() > max {
@@ -76,15 +76,33 @@ async fn record(state: &AppState, req: &HttpRequest, ingested: Vec<Ingested>) ->
     let types: Vec<(EventType, Option<String>)> =
         ingested.iter().map(|i| (i.event.event_type, i.note.clone())).collect();
     let events: Vec<NewEvent> = ingested.into_iter().map(|i| i.event).collect();
-    let receipts = state.ledger.store.append(events, recorded_by(req)).await?;
+    let receipts = state.ledger.store.append(events, by).await?;
     if let Some(last) = receipts.iter().map(|r| r.seq).max() {
         state.ledger.client_appends.fetch_max(last + 1, std::sync::atomic::Ordering::SeqCst);
     }
-    Ok(receipts
-        .into_iter()
-        .zip(types)
-        .map(|(receipt, (event_type, note))| IngestReceipt { receipt, event_type, note })
-        .collect())
+    let mut out = Vec::with_capacity(receipts.len());
+    for (receipt, (event_type, note)) in receipts.into_iter().zip(types) {
+        // A duplicate's receipt describes the event recorded first, which
+        // may have been mapped otherwise (the ledger has changed since).
+        let (event_type, note) = if receipt.duplicate {
+            let query = shiplog_store::ReadQuery { after: receipt.seq.checked_sub(1), limit: 1, ..Default::default() };
+            let stored = state.ledger.store.read(query).await?;
+            (stored.first().map_or(event_type, |e| e.event_type), None)
+        } else {
+            (event_type, note)
+        };
+        out.push(IngestReceipt { receipt, event_type, note });
+    }
+    Ok(out)
+}
+
+/// Before mapping a webhook: wait for the projections as `catch_up` does,
+/// but never fail the delivery for it (a tool may not retry): map with what
+/// is known, and say so in the log.
+async fn catch_up_for_webhook(state: &AppState) {
+    if let Err(e) = catch_up(state).await {
+        tracing::warn!(error = %e.message, "mapping a webhook delivery with projections that are behind the ledger");
+    }
 }
 
 /// Wait until the projections include every event appended through this
@@ -156,11 +174,20 @@ fn from_headers(headers: &HeaderMap, body: &[u8], content_type: &str) -> Result<
             let value = value.to_str().map_err(|_| {
                 ApiError::new(Code::InvalidEvent, format!("header {name} is not text")).with("field", name.as_str())
             })?;
-            ce.insert(attr.to_owned(), Value::String(percent_decode(value)));
+            if ce.insert(attr.to_owned(), Value::String(percent_decode(value))).is_some() {
+                return Err(ApiError::new(Code::InvalidEvent, format!("header {name} is given more than once"))
+                    .with("field", attr));
+            }
         }
     }
     if !content_type.is_empty() {
         ce.insert("datacontenttype".into(), Value::String(content_type.to_owned()));
+        check_content_type(content_type)?;
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(
+            ApiError::new(Code::InvalidEvent, "the CloudEvent has no data: the body is empty").with("field", "data")
+        );
     }
     let data = json_body(body)?;
     ce.insert("data".into(), data);
@@ -201,15 +228,25 @@ fn ce_str<'a>(ce: &'a Value, attr: &str) -> Result<&'a str, ApiError> {
 }
 
 /// A CloudEvent's data as JSON: `data`, or `data_base64` holding JSON.
+fn check_content_type(ct: &str) -> Result<(), ApiError> {
+    let ct = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if ct == "application/json" || ct.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            format!("the CloudEvent's data is {ct:?}; shiplog reads JSON data (application/json)"),
+        ))
+    }
+}
+
 fn ce_data(ce: &Value) -> Result<Value, ApiError> {
     if let Some(ct) = ce.get("datacontenttype").and_then(Value::as_str) {
-        let ct = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        if !(ct == "application/json" || ct.ends_with("+json")) {
-            return Err(ApiError::new(
-                Code::UnsupportedMediaType,
-                format!("the CloudEvent's data is {ct:?}; shiplog reads JSON data (application/json)"),
-            ));
-        }
+        check_content_type(ct)?;
+    }
+    if ce.get("data").is_some() && ce.get("data_base64").is_some() {
+        return Err(ApiError::new(Code::InvalidEvent, "the CloudEvent has both data and data_base64; send one")
+            .with("field", "data_base64"));
     }
     if let Some(data) = ce.get("data") {
         return Ok(data.clone());
@@ -381,14 +418,17 @@ async fn ingest_items(state: &AppState, items: Vec<Item>, single: bool) -> Resul
         catch_up(state).await?;
     }
     let views = state.ledger.projections.read()?;
+    let mut lookup = shiplog_core::ingest::BatchLookup::new(&views.delivery);
     let mut out = Vec::with_capacity(parsed.len());
     for (i, p) in parsed.into_iter().enumerate() {
-        out.push(match p {
+        let ingested = match p {
             Parsed::Native(event) => Ingested { event: *event, note: None },
             Parsed::Cd(cd) => {
-                cdevents::to_ledger(&cd, &views.delivery).map_err(|e| ingest_error(e, index(i), Code::InvalidEvent))?
+                cdevents::to_ledger(&cd, &lookup).map_err(|e| ingest_error(e, index(i), Code::InvalidEvent))?
             }
-        });
+        };
+        lookup.add(&ingested.event);
+        out.push(ingested);
     }
     Ok(out)
 }
@@ -429,7 +469,7 @@ async fn respond(
     ingested: Vec<Ingested>,
     single: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let receipts = record(state, req, ingested).await?;
+    let receipts = record(state, recorded_by(req), ingested).await?;
     let mut response = status_for(&receipts);
     Ok(match (single, receipts.first()) {
         (true, Some(r)) => response.json(r),
@@ -460,7 +500,7 @@ fn webhook_payload(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
 
 async fn webhook_response(
     state: &AppState,
-    req: &HttpRequest,
+    by: &str,
     outcome: Result<Outcome, IngestError>,
 ) -> Result<HttpResponse, ApiError> {
     match outcome.map_err(|e| ingest_error(e, None, Code::InvalidPayload))? {
@@ -470,12 +510,16 @@ async fn webhook_response(
             Ok(HttpResponse::Accepted().json(json!({"ignored": true, "reason": "nothing to record"})))
         }
         Outcome::Record(events) => {
-            let receipts = record(state, req, events).await?;
+            let receipts = record(state, by, events).await?;
             let mut response = status_for(&receipts);
             Ok(response.json(json!({"recorded": receipts})))
         }
     }
 }
+
+/// Who events recorded from webhooks are recorded by.
+const GITHUB: &str = "webhook:github";
+const GITLAB: &str = "webhook:gitlab";
 
 /// `POST /v1/webhooks/github`.
 pub async fn github_webhook(
@@ -489,7 +533,7 @@ pub async fn github_webhook(
             "GitHub webhooks are not enabled here: start the server with SHIPLOG_GITHUB_WEBHOOK_SECRET set to the webhook's secret",
         ));
     };
-    let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+    let body = read_body(&req, payload, state.limits.max_webhook_body_bytes).await?;
     github::verify_signature(secret.as_bytes(), &body, header_str(&req, "x-hub-signature-256"))
         .map_err(|e| ApiError::new(Code::InvalidSignature, e.to_string()))?;
     state.ledger.require_intact()?;
@@ -497,16 +541,17 @@ pub async fn github_webhook(
         ApiError::new(Code::InvalidPayload, "the X-GitHub-Event header is missing").with("field", "X-GitHub-Event")
     })?;
     let delivery = header_str(&req, "x-github-delivery").ok_or_else(|| {
-        ApiError::new(Code::InvalidPayload, "the X-GitHub-Delivery header is missing: it is the idempotency key")
+        ApiError::new(Code::InvalidPayload, "the X-GitHub-Delivery header is missing")
             .with("field", "X-GitHub-Delivery")
     })?;
+    tracing::debug!(event, delivery, "GitHub delivery");
     let value = webhook_payload(&req, &body)?;
-    catch_up(&state).await?;
+    catch_up_for_webhook(&state).await;
     let outcome = {
         let views = state.ledger.projections.read()?;
-        github::map(event, delivery, &value, Utc::now(), &views.delivery)
+        github::map(event, &value, Utc::now(), &views.delivery)
     };
-    webhook_response(&state, &req, outcome).await
+    webhook_response(&state, GITHUB, outcome).await
 }
 
 /// `POST /v1/webhooks/gitlab`.
@@ -527,20 +572,16 @@ pub async fn gitlab_webhook(
             "the X-Gitlab-Token header is missing or wrong; set the webhook's secret token in GitLab",
         ));
     }
-    let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+    let body = read_body(&req, payload, state.limits.max_webhook_body_bytes).await?;
     state.ledger.require_intact()?;
     let kind = header_str(&req, "x-gitlab-event").ok_or_else(|| {
         ApiError::new(Code::InvalidPayload, "the X-Gitlab-Event header is missing").with("field", "X-Gitlab-Event")
     })?;
-    let key = header_str(&req, "idempotency-key")
-        .or_else(|| header_str(&req, "x-gitlab-event-uuid"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| shiplog_core::ingest::body_key(&body));
     let value = webhook_payload(&req, &body)?;
-    catch_up(&state).await?;
+    catch_up_for_webhook(&state).await;
     let outcome = {
         let views = state.ledger.projections.read()?;
-        gitlab::map(kind, &key, &value, Utc::now(), &views.delivery)
+        gitlab::map(kind, &value, Utc::now(), &views.delivery)
     };
-    webhook_response(&state, &req, outcome).await
+    webhook_response(&state, GITLAB, outcome).await
 }

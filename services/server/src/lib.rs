@@ -33,11 +33,13 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most events in one batch (413 beyond).
     pub max_batch: usize,
+    /// Largest webhook body, in bytes: GitHub sends up to 25 MB.
+    pub max_webhook_body_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 1024 * 1024, max_batch: 10_000 }
+        Limits { max_body_bytes: 1024 * 1024, max_batch: 10_000, max_webhook_body_bytes: 25 * 1024 * 1024 }
     }
 }
 
@@ -87,6 +89,9 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Err(e) = shiplog_core::ingest::cdevents::catalog() {
+        tracing::error!(error = %e, "POST /v1/cdevents will refuse every CDEvent");
+    }
     let state = web::Data::new(AppState { ledger, limits: config.limits, webhooks: config.webhooks });
     reload_on_sighup(state.clone());
     let schema = web::Data::new(graphql::schema(Some(state.clone())));

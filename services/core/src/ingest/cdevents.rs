@@ -377,7 +377,7 @@ pub fn to_ledger(ev: &CdEvent, lookup: &dyn Lookup) -> Result<Ingested, IngestEr
                             super::fingerprint("cdevents", &format!("{}\0{}", ev.source, ev.id), &ev.original);
                         return Ok(Ingested { event, note: None });
                     }
-                    Err(e) if overrides.is_some() => {
+                    Err(e) if overrides.is_some_and(|o| overridden(o, e.field().as_deref())) => {
                         let field = e.field().unwrap_or_default();
                         let field = match field.strip_prefix("data.") {
                             Some(f) => format!("customData.shiplog.{f}"),
@@ -416,6 +416,14 @@ pub fn to_ledger(ev: &CdEvent, lookup: &dyn Lookup) -> Result<Ingested, IngestEr
     let mut event = envelope.parse().map_err(|e| err("", format!("cannot be recorded: {e}")))?;
     event.digest = super::fingerprint("cdevents", &format!("{}\0{}", ev.source, ev.id), &ev.original);
     Ok(Ingested { event, note })
+}
+
+/// Whether the field at fault (`data.commits[0].sha`) is one the producer
+/// set in `customData.shiplog`.
+fn overridden(overrides: &Map<String, Value>, field: Option<&str>) -> bool {
+    let Some(field) = field.and_then(|f| f.strip_prefix("data.")) else { return false };
+    let root = field.split(['.', '[']).next().unwrap_or(field);
+    overrides.contains_key(root)
 }
 
 enum Native {
@@ -534,9 +542,9 @@ fn native(ev: &CdEvent, lookup: &dyn Lookup) -> Native {
             put(&mut data, "environment", Some(env));
             put(&mut data, "toVersion", to);
             match lookup.current_deployment(subject, env) {
-                Some((id, version)) => {
-                    put(&mut data, "deploymentId", Some(id));
-                    put(&mut data, "fromVersion", Some(version));
+                Some(running) => {
+                    put(&mut data, "deploymentId", Some(running.deployment_id));
+                    put(&mut data, "fromVersion", Some(running.version));
                     Native::Event("deployment.rolledback", data)
                 }
                 None if ev.overrides().is_some_and(|o| o.contains_key("deploymentId")) => {
@@ -625,7 +633,12 @@ fn native(ev: &CdEvent, lookup: &dyn Lookup) -> Native {
 /// shiplog importing the export records the same native events.
 pub fn export(e: &RecordedEvent) -> Value {
     if let Some(original) = e.data.get("cdevent") {
-        return original.clone();
+        // Only what arrived as this CDEvent: its id says so.
+        let source = original.pointer("/context/source").and_then(Value::as_str);
+        let id = original.pointer("/context/id").and_then(Value::as_str);
+        if source.zip(id).is_some_and(|(s, i)| event_id(s, i) == e.id) {
+            return original.clone();
+        }
     }
     let d = &e.data;
     let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -675,7 +688,7 @@ pub fn export(e: &RecordedEvent) -> Value {
         }
     };
     let subject_id = if subject_id.is_empty() { e.id.to_string() } else { subject_id };
-    let source = e.source.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "/shiplog".to_owned());
+    let source = e.source.as_deref().filter(|s| !s.is_empty()).map_or_else(|| "/shiplog".to_owned(), uri_reference);
     json!({
         "context": {
             "specversion": SPEC_VERSION,
@@ -691,6 +704,23 @@ pub fn export(e: &RecordedEvent) -> Value {
         }},
         "customDataContentType": "application/json",
     })
+}
+
+/// A `source` as a URI reference: spaces and control characters (which a
+/// native event's source may hold) percent-encoded.
+fn uri_reference(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_whitespace() || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The native event's data, and its actor.
@@ -725,8 +755,12 @@ mod tests {
         fn change_author(&self, _: &str, _: u64) -> Option<String> {
             None
         }
-        fn current_deployment(&self, service: &str, env: &str) -> Option<(String, String)> {
-            (service == "mySubject123" && env == "test123").then(|| ("dep-7".to_owned(), "1.4.1".to_owned()))
+        fn current_deployment(&self, service: &str, env: &str) -> Option<crate::ingest::Running> {
+            (service == "mySubject123" && env == "test123").then(|| crate::ingest::Running {
+                deployment_id: "dep-7".to_owned(),
+                version: "1.4.1".to_owned(),
+                artifact: "pkg:oci/app@1.4.1".to_owned(),
+            })
         }
     }
 

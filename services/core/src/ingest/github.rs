@@ -105,16 +105,20 @@ fn conclusion(c: Option<&str>) -> &'static str {
 }
 
 struct Cx<'a> {
-    delivery: &'a str,
     payload: &'a Value,
+    repo: String,
     actor: String,
     out: Vec<Ingested>,
 }
 
 impl Cx<'_> {
+    /// Record an event whose identity is `key`, a natural key from inside
+    /// the signed payload (a deployment status's id, a commit on a branch):
+    /// the same thing delivered again, under any delivery id or by a second
+    /// webhook, is the same event.
     fn record(
         &mut self,
-        key: &str,
+        key: &[&str],
         event_type: &'static str,
         occurred_at: DateTime<Utc>,
         data: Value,
@@ -124,8 +128,10 @@ impl Cx<'_> {
             Value::Object(m) => m,
             _ => Map::new(),
         };
+        let mut parts = vec![self.repo.as_str()];
+        parts.extend_from_slice(key);
         let envelope = Envelope {
-            id: derive_id("github", &[self.delivery, key]),
+            id: derive_id("github", &parts),
             event_type,
             occurred_at,
             actor: self.actor.clone(),
@@ -138,17 +144,16 @@ impl Cx<'_> {
                 format!("the payload does not make a valid {event_type}: {e}"),
             )
         })?;
-        event.digest = super::fingerprint("github", &format!("{}/{key}", self.delivery), self.payload);
+        event.digest = super::natural_digest(event.id);
         self.out.push(Ingested { event, note });
         Ok(())
     }
 }
 
-/// Map one delivery (`X-GitHub-Event`, `X-GitHub-Delivery`, the JSON body).
+/// Map one delivery (`X-GitHub-Event`, the JSON body).
 /// `received_at` stands in for times a payload does not give.
 pub fn map(
     event: &str,
-    delivery: &str,
     payload: &Value,
     received_at: DateTime<Utc>,
     lookup: &dyn Lookup,
@@ -165,7 +170,8 @@ pub fn map(
         .or_else(|| str_at(payload, &["pusher", "name"]))
         .unwrap_or("github")
         .to_owned();
-    let mut cx = Cx { delivery, payload, actor, out: Vec::new() };
+    let repo = str_at(payload, &["repository", "full_name"]).unwrap_or_default().to_owned();
+    let mut cx = Cx { payload, repo, actor, out: Vec::new() };
     let p = payload;
     match (event, action) {
         ("push", _) => {
@@ -204,15 +210,16 @@ pub fn map(
                 if let (Some(m), Value::Object(d)) = (str_at(c, &["message"]), &mut data) {
                     d.insert("message".into(), Value::String(m.chars().take(4096).collect()));
                 }
-                cx.record(sha, "commit.pushed", pushed_at, data, None)?;
+                cx.record(&["push", branch, sha], "commit.pushed", pushed_at, data, None)?;
             }
         }
         ("pull_request", "opened") => {
             let pr = need(p, &["pull_request"])?;
             let repo = need_str(p, &["repository", "full_name"])?;
+            let number = need_u64(p, &["pull_request", "number"])?;
             let mut data = json!({
                 "repo": repo,
-                "number": need_u64(p, &["pull_request", "number"])?,
+                "number": number,
                 "author": need_str(pr, &["user", "login"])?,
             });
             if let Value::Object(d) = &mut data {
@@ -223,7 +230,13 @@ pub fn map(
                     }
                 }
             }
-            cx.record("opened", "change.opened", time_or(pr, &["created_at"], received_at), data, None)?;
+            cx.record(
+                &["pull_request", &number.to_string(), "opened"],
+                "change.opened",
+                time_or(pr, &["created_at"], received_at),
+                data,
+                None,
+            )?;
         }
         ("pull_request", "closed") => {
             let pr = need(p, &["pull_request"])?;
@@ -253,10 +266,20 @@ pub fn map(
             if let (Some(b), Value::Object(d)) = (str_at(pr, &["base", "ref"]), &mut data) {
                 d.insert("targetBranch".into(), Value::String(b.to_owned()));
             }
-            cx.record("merged", "change.merged", time_or(pr, &["merged_at"], received_at), data, note)?;
+            cx.record(
+                &["pull_request", &number.to_string(), "merged"],
+                "change.merged",
+                time_or(pr, &["merged_at"], received_at),
+                data,
+                note,
+            )?;
         }
         ("pull_request_review", "submitted") => {
             let review = need(p, &["review"])?;
+            let review_id = need(review, &["id"])
+                .ok()
+                .and_then(id_text)
+                .ok_or_else(|| IngestError::new("review.id", "is missing"))?;
             let state = need_str(review, &["state"])?.to_ascii_lowercase();
             if !["approved", "changes_requested", "commented"].contains(&state.as_str()) {
                 return ignore(format!("a review in state {state:?} is not recorded"));
@@ -269,7 +292,13 @@ pub fn map(
                 "author": str_at(p, &["pull_request", "user", "login"]),
             });
             let data = drop_nulls(data);
-            cx.record("review", "change.reviewed", time_or(review, &["submitted_at"], received_at), data, None)?;
+            cx.record(
+                &["review", &review_id],
+                "change.reviewed",
+                time_or(review, &["submitted_at"], received_at),
+                data,
+                None,
+            )?;
         }
         ("workflow_run", "completed") => {
             let run = need(p, &["workflow_run"])?;
@@ -287,7 +316,7 @@ pub fn map(
             let sha = need_str(run, &["head_sha"])?;
             if let Some(started) = at(run, &["run_started_at"]).and_then(parse_time) {
                 cx.record(
-                    "started",
+                    &["workflow_run", &run_id, "started"],
                     "build.started",
                     started,
                     json!({"pipeline": pipeline, "runId": run_id, "sha": sha}),
@@ -298,12 +327,21 @@ pub fn map(
                 "pipeline": pipeline, "runId": run_id, "sha": sha,
                 "outcome": conclusion(str_at(run, &["conclusion"])),
             });
-            cx.record("finished", "build.finished", time_or(run, &["updated_at"], received_at), data, None)?;
+            cx.record(
+                &["workflow_run", &run_id, "finished"],
+                "build.finished",
+                time_or(run, &["updated_at"], received_at),
+                data,
+                None,
+            )?;
         }
         ("check_suite", "completed") => {
             let suite = need(p, &["check_suite"])?;
             let repo = need_str(p, &["repository", "full_name"])?;
             let app = str_at(suite, &["app", "slug"]).or_else(|| str_at(suite, &["app", "name"])).unwrap_or("checks");
+            if app == "github-actions" {
+                return ignore("the GitHub Actions check suite is recorded from its workflow_run".to_owned());
+            }
             let id = need(suite, &["id"])
                 .ok()
                 .and_then(id_text)
@@ -314,15 +352,31 @@ pub fn map(
                 "sha": need_str(suite, &["head_sha"])?,
                 "outcome": conclusion(str_at(suite, &["conclusion"])),
             });
-            cx.record("finished", "build.finished", time_or(suite, &["updated_at"], received_at), data, None)?;
+            cx.record(
+                &["check_suite", &id, "finished"],
+                "build.finished",
+                time_or(suite, &["updated_at"], received_at),
+                data,
+                None,
+            )?;
         }
         ("deployment", "created") => {
             let d = need(p, &["deployment"])?;
-            let data = deployment_data(p, d, None)?;
-            cx.record("started", "deployment.started", time_or(d, &["created_at"], received_at), data, None)?;
+            let (data, bad_payload) = deployment_data(p, d, None)?;
+            cx.record(
+                &["deployment", &deployment_id(d)?],
+                "deployment.started",
+                time_or(d, &["created_at"], received_at),
+                data,
+                bad_payload,
+            )?;
         }
         ("deployment_status", _) => {
             let status = need(p, &["deployment_status"])?;
+            let status_id = need(status, &["id"])
+                .ok()
+                .and_then(id_text)
+                .ok_or_else(|| IngestError::new("deployment_status.id", "is missing"))?;
             let state = need_str(status, &["state"])?;
             let event_type = match state {
                 "success" => "deployment.succeeded",
@@ -336,25 +390,37 @@ pub fn map(
             let d = need(p, &["deployment"])?;
             let repo = need_str(p, &["repository", "full_name"])?;
             let sha = need_str(d, &["sha"])?;
-            let mut note = None;
+            let mut notes = Vec::new();
             let commits = if event_type == "deployment.succeeded" {
-                let commits = lookup.merged_commits(repo, sha).or_else(|| lookup.commit(repo, sha).map(|c| vec![c]));
-                if commits.is_none() {
-                    note = Some(format!(
+                let commits = deployed_commits(lookup, p, d, repo, sha)?;
+                if commits.is_empty() {
+                    notes.push(format!(
                         "neither a merged change nor a push of {sha} is recorded: the commits this deployment brought are unknown"
                     ));
                 }
-                commits
+                Some(commits).filter(|c| !c.is_empty())
             } else {
                 None
             };
-            let data = deployment_data(p, d, commits.as_deref())?;
-            cx.record("status", event_type, time_or(status, &["created_at"], received_at), data, note)?;
+            let (data, bad_payload) = deployment_data(p, d, commits.as_deref())?;
+            notes.extend(bad_payload);
+            let note = (!notes.is_empty()).then(|| notes.join("; "));
+            cx.record(
+                &["deployment_status", &status_id],
+                event_type,
+                time_or(status, &["created_at"], received_at),
+                data,
+                note,
+            )?;
         }
         ("deployment_review", "approved") => {
             let repo = need_str(p, &["repository", "full_name"])?;
             let service = need_str(p, &["repository", "name"])?;
             let approver = str_at(p, &["approver", "login"]).unwrap_or(&cx.actor).to_owned();
+            let run_id = at(p, &["workflow_run", "id"]).and_then(id_text).unwrap_or_default();
+            // Approvals carry no time of their own; the run's last update is
+            // when it was approved, else the delivery's arrival.
+            let approved_at = at(p, &["workflow_run", "updated_at"]).and_then(parse_time).unwrap_or(received_at);
             let mut environments: Vec<String> = p
                 .get("workflow_job_runs")
                 .and_then(Value::as_array)
@@ -381,7 +447,13 @@ pub fn map(
                         d.insert("comment".into(), Value::String(c.to_owned()));
                     }
                 }
-                cx.record(env, "approval.granted", received_at, data, None)?;
+                cx.record(
+                    &["deployment_review", &run_id, env, &approver],
+                    "approval.granted",
+                    approved_at,
+                    data,
+                    None,
+                )?;
             }
         }
         ("deployment_review", other) => {
@@ -389,6 +461,10 @@ pub fn map(
         }
         ("release", "published") => {
             let release = need(p, &["release"])?;
+            let release_id = need(release, &["id"])
+                .ok()
+                .and_then(id_text)
+                .ok_or_else(|| IngestError::new("release.id", "is missing"))?;
             let repo = need_str(p, &["repository", "full_name"])?;
             let tag = need_str(release, &["tag_name"])?;
             let data = json!({
@@ -398,12 +474,22 @@ pub fn map(
                 "commits": [],
             });
             let note = Some("a release names no commits: lead time comes from the deployments' commits".to_owned());
-            cx.record("published", "artifact.published", time_or(release, &["published_at"], received_at), data, note)?;
+            cx.record(
+                &["release", &release_id],
+                "artifact.published",
+                time_or(release, &["published_at"], received_at),
+                data,
+                note,
+            )?;
         }
         (event, "") => return ignore(format!("GitHub event {event:?} is not recorded")),
         (event, action) => return ignore(format!("GitHub event {event:?} with action {action:?} is not recorded")),
     }
     Ok(Outcome::Record(cx.out))
+}
+
+fn deployment_id(d: &Value) -> Result<String, IngestError> {
+    need(d, &["id"]).ok().and_then(id_text).ok_or_else(|| IngestError::new("deployment.id", "is missing"))
 }
 
 fn drop_nulls(v: Value) -> Value {
@@ -413,45 +499,109 @@ fn drop_nulls(v: Value) -> Value {
     }
 }
 
-/// A deployment's data from a `deployment` object (and its `payload`).
+/// The commits a successful deployment of `sha` brought: those of the
+/// change merged as `sha`, and those pushed to the deployed branch since the
+/// SHA of the deployment running there before (when both are recorded);
+/// failing both, the pushed commit `sha` itself. The DORA rules count each
+/// commit once per environment, at the deployment that first brought it.
+fn deployed_commits(
+    lookup: &dyn Lookup,
+    p: &Value,
+    d: &Value,
+    repo: &str,
+    sha: &str,
+) -> Result<Vec<crate::event::data::CommitRef>, IngestError> {
+    let mut commits = lookup.merged_commits(repo, sha).unwrap_or_default();
+    let (service, environment) = deployment_place(p, d)?;
+    let branch = str_at(d, &["ref"]).map(|r| r.strip_prefix("refs/heads/").unwrap_or(r));
+    let previous = lookup.current_deployment(&service, &environment);
+    if let (Some(branch), Some(prev)) = (branch, previous) {
+        if let Some(prev_sha) = prev.artifact.strip_prefix(&format!("{repo}@")) {
+            for c in super::pushed_between(lookup, repo, branch, prev_sha, sha) {
+                if !commits.iter().any(|x| x.sha == c.sha) {
+                    commits.push(c);
+                }
+            }
+        }
+    }
+    if commits.is_empty() {
+        commits.extend(lookup.commit(repo, sha));
+    }
+    Ok(commits)
+}
+
+/// The payload a deployment's creator sent: an object, or JSON in a string.
+fn deployment_payload(d: &Value) -> Value {
+    match d.get("payload") {
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        Some(Value::String(s)) => serde_json::from_str::<Value>(s).ok().filter(Value::is_object).unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+/// The service and environment a deployment is of.
+fn deployment_place(p: &Value, d: &Value) -> Result<(String, String), IngestError> {
+    let extra = deployment_payload(d);
+    let service = match str_at(&extra, &["service"]).filter(|s| crate::name::Name::parse(*s).is_ok()) {
+        Some(s) => s.to_owned(),
+        None => need_str(p, &["repository", "name"])?.to_owned(),
+    };
+    let environment = str_at(d, &["environment"])
+        .or_else(|| str_at(p, &["deployment_status", "environment"]))
+        .ok_or_else(|| IngestError::new("deployment.environment", "is missing"))?;
+    Ok((service, environment.to_owned()))
+}
+
+/// A deployment's data from a `deployment` object and its `payload`, and a
+/// note naming the payload's fields that were not valid (they are left out;
+/// the deployment is recorded without them).
 fn deployment_data(
     p: &Value,
     d: &Value,
     commits: Option<&[crate::event::data::CommitRef]>,
-) -> Result<Value, IngestError> {
+) -> Result<(Value, Option<String>), IngestError> {
     let repo = need_str(p, &["repository", "full_name"])?;
     let sha = need_str(d, &["sha"])?;
-    let id = need(d, &["id"]).ok().and_then(id_text).ok_or_else(|| IngestError::new("deployment.id", "is missing"))?;
-    // The deployment's payload is whatever its creator sent: an object, or
-    // JSON in a string.
-    let extra = match d.get("payload") {
-        Some(Value::Object(m)) => Value::Object(m.clone()),
-        Some(Value::String(s)) => serde_json::from_str::<Value>(s).ok().filter(Value::is_object).unwrap_or(Value::Null),
-        _ => Value::Null,
-    };
-    let from_payload = |k: &str| str_at(&extra, &[k]).map(str::to_owned);
+    let id = deployment_id(d)?;
+    let extra = deployment_payload(d);
+    let (service, environment) = deployment_place(p, d)?;
     let mut data = json!({
         "deploymentId": format!("github:{repo}:{id}"),
-        "service": from_payload("service").unwrap_or(need_str(p, &["repository", "name"])?.to_owned()),
-        "environment": str_at(d, &["environment"]).or_else(|| str_at(p, &["deployment_status", "environment"]))
-            .ok_or_else(|| IngestError::new("deployment.environment", "is missing"))?,
-        "artifact": from_payload("artifact").unwrap_or_else(|| format!("{repo}@{sha}")),
-        "version": from_payload("version").unwrap_or_else(|| sha.chars().take(12).collect()),
+        "service": service,
+        "environment": environment,
+        "artifact": format!("{repo}@{sha}"),
+        "version": sha.chars().take(12).collect::<String>(),
     });
-    if let Value::Object(m) = &mut data {
-        if let Some(e) = extra.get("emergency").and_then(Value::as_bool) {
-            m.insert("emergency".into(), Value::Bool(e));
-        }
-        for k in ["rollbackPlan", "fixes", "strategy"] {
-            if let Some(v) = from_payload(k) {
-                m.insert(k.into(), Value::String(v));
-            }
-        }
-        if let Some(c) = commits {
+    if let Some(c) = commits {
+        if let Value::Object(m) = &mut data {
             m.insert("commits".into(), commit_values(c));
         }
     }
-    Ok(data)
+    // Each optional field of the payload, kept only if the deployment is
+    // still valid with it.
+    let mut refused = Vec::new();
+    for key in ["artifact", "version", "emergency", "rollbackPlan", "fixes", "strategy"] {
+        let Some(v) = extra.get(key).filter(|v| !v.is_null()) else { continue };
+        let mut candidate = data.clone();
+        if let Value::Object(m) = &mut candidate {
+            m.insert(key.into(), v.clone());
+        }
+        let probe = json!({"id": uuid::Uuid::nil(), "type": "deployment.succeeded",
+            "occurredAt": "2000-01-01T00:00:00Z", "actor": "probe", "data": candidate.clone()});
+        if crate::NewEvent::parse(probe, crate::Author::Server).is_ok() {
+            data = candidate;
+        } else {
+            refused.push(key);
+        }
+    }
+    let note = (!refused.is_empty()).then(|| {
+        format!(
+            "the deployment payload's {} {} not valid and left out",
+            refused.join(", "),
+            if refused.len() == 1 { "is" } else { "are" }
+        )
+    });
+    Ok((data, note))
 }
 
 #[cfg(test)]

@@ -15,15 +15,14 @@ use super::github::Outcome;
 use super::{Envelope, IngestError, Ingested, Lookup, at, commit_values, derive_id, parse_time, str_at};
 
 /// Compare the `X-Gitlab-Token` header with the configured token in
-/// constant time.
+/// constant time: their SHA-256 digests are compared, so neither the
+/// token's content nor its length shows in the time taken.
 pub fn token_matches(expected: &str, given: Option<&str>) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
     let Some(given) = given else { return false };
-    let (a, b) = (expected.as_bytes(), given.as_bytes());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-    }
-    diff == 0
+    let (a, b) = (Sha256::digest(expected.as_bytes()), Sha256::digest(given.as_bytes()));
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
 fn need_str<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, IngestError> {
@@ -43,16 +42,19 @@ fn time_or(v: &Value, path: &[&str], fallback: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 struct Cx<'a> {
-    key: &'a str,
+    repo: String,
     payload: &'a Value,
     actor: String,
     out: Vec<Ingested>,
 }
 
 impl Cx<'_> {
+    /// Record an event whose identity is `key`, a natural key from the
+    /// payload (a pipeline's id, a commit on a branch): the same hook sent
+    /// again is the same event.
     fn record(
         &mut self,
-        part: &str,
+        key: &[&str],
         event_type: &'static str,
         at: DateTime<Utc>,
         data: Value,
@@ -63,7 +65,7 @@ impl Cx<'_> {
             _ => Map::new(),
         };
         let envelope = Envelope {
-            id: derive_id("gitlab", &[self.key, part]),
+            id: derive_id("gitlab", &[&[self.repo.as_str()], key].concat()),
             event_type,
             occurred_at: at,
             actor: self.actor.clone(),
@@ -76,17 +78,15 @@ impl Cx<'_> {
                 format!("the payload does not make a valid {event_type}: {e}"),
             )
         })?;
-        event.digest = super::fingerprint("gitlab", &format!("{}/{part}", self.key), self.payload);
+        event.digest = super::natural_digest(event.id);
         self.out.push(Ingested { event, note });
         Ok(())
     }
 }
 
-/// Map one hook (`X-Gitlab-Event`, an idempotency key, the JSON body).
-/// `key` is the hook's `Idempotency-Key` or `X-Gitlab-Event-UUID`.
+/// Map one hook (`X-Gitlab-Event`, the JSON body).
 pub fn map(
     kind: &str,
-    key: &str,
     payload: &Value,
     received_at: DateTime<Utc>,
     lookup: &dyn Lookup,
@@ -100,7 +100,8 @@ pub fn map(
         .or_else(|| str_at(p, &["user_name"]))
         .unwrap_or("gitlab")
         .to_owned();
-    let mut cx = Cx { key, payload, actor, out: Vec::new() };
+    let repo = str_at(p, &["project", "path_with_namespace"]).unwrap_or_default().to_owned();
+    let mut cx = Cx { repo, payload, actor, out: Vec::new() };
     let ignore = |why: String| Ok(Outcome::Ignored(why));
     match kind {
         "Push Hook" => {
@@ -131,7 +132,7 @@ pub fn map(
                 if let (Some(m), Value::Object(d)) = (str_at(c, &["message"]), &mut data) {
                     d.insert("message".into(), Value::String(m.chars().take(4096).collect()));
                 }
-                cx.record(sha, "commit.pushed", pushed_at, data, None)?;
+                cx.record(&["push", branch, sha], "commit.pushed", pushed_at, data, None)?;
             }
         }
         "Merge Request Hook" => {
@@ -144,7 +145,12 @@ pub fn map(
             let action = str_at(mr, &["action"]).unwrap_or_default();
             match action {
                 "open" | "reopen" => {
-                    let mut data = json!({"repo": repo, "number": number, "author": cx.actor});
+                    // Who reopens a merge request is not always who opened it.
+                    let author = match action {
+                        "reopen" => lookup.change_author(repo, number).unwrap_or_else(|| cx.actor.clone()),
+                        _ => cx.actor.clone(),
+                    };
+                    let mut data = json!({"repo": repo, "number": number, "author": author});
                     if let Value::Object(d) = &mut data {
                         for (k, path) in [("title", "title"), ("targetBranch", "target_branch"), ("url", "url")] {
                             if let Some(v) = str_at(mr, &[path]) {
@@ -152,10 +158,27 @@ pub fn map(
                             }
                         }
                     }
-                    cx.record(action, "change.opened", time_or(mr, &["created_at"], received_at), data, None)?;
+                    let number_text = number.to_string();
+                    let when = str_at(mr, &["updated_at"]).unwrap_or_default();
+                    let key: &[&str] = if action == "open" {
+                        &["mr", &number_text, "open"]
+                    } else {
+                        &["mr", &number_text, "reopen", when]
+                    };
+                    cx.record(key, "change.opened", time_or(mr, &["created_at"], received_at), data, None)?;
                 }
                 "merge" => {
-                    let merge_sha = need_str(mr, &["merge_commit_sha"])?;
+                    // A fast-forward merge has no merge commit: the merged
+                    // head is the squash commit, else the last commit.
+                    let merge_sha = str_at(mr, &["merge_commit_sha"])
+                        .or_else(|| str_at(mr, &["squash_commit_sha"]))
+                        .or_else(|| str_at(mr, &["last_commit", "id"]))
+                        .ok_or_else(|| {
+                            IngestError::new(
+                                "object_attributes.merge_commit_sha",
+                                "is missing, and so are squash_commit_sha and last_commit.id",
+                            )
+                        })?;
                     let source = str_at(mr, &["source_branch"]).unwrap_or_default();
                     let head = str_at(mr, &["last_commit", "id"]).unwrap_or_default();
                     let source_repo = str_at(mr, &["source", "path_with_namespace"]).unwrap_or(repo);
@@ -178,7 +201,7 @@ pub fn map(
                         v => v,
                     };
                     let at_time = time_or(mr, &["merged_at"], time_or(mr, &["updated_at"], received_at));
-                    cx.record("merge", "change.merged", at_time, data, note)?;
+                    cx.record(&["mr", &number.to_string(), "merge"], "change.merged", at_time, data, note)?;
                 }
                 other => {
                     return ignore(format!("a merge request action {other:?} is not recorded; open and merge are"));
@@ -204,7 +227,14 @@ pub fn map(
                 "sha": need_str(pl, &["sha"])?,
                 "outcome": outcome,
             });
-            cx.record("finished", "build.finished", time_or(pl, &["finished_at"], received_at), data, None)?;
+            let id = need_id(pl, &["id"])?;
+            cx.record(
+                &["pipeline", &id, status],
+                "build.finished",
+                time_or(pl, &["finished_at"], received_at),
+                data,
+                None,
+            )?;
         }
         "Deployment Hook" => {
             let status = need_str(p, &["status"])?;
@@ -222,16 +252,36 @@ pub fn map(
                 .or_else(|| str_at(p, &["short_sha"]))
                 .ok_or_else(|| IngestError::new("commit_url", "names no commit"))?;
             let mut note = None;
+            let deployment_id = need_id(p, &["deployment_id"])?;
             let mut data = json!({
-                "deploymentId": format!("gitlab:{repo}:{}", need_id(p, &["deployment_id"])?),
-                "service": need_str(p, &["project", "name"])?,
+                "deploymentId": format!("gitlab:{repo}:{deployment_id}"),
+                // The project's path (its slug), as GitHub's repository name.
+                "service": repo.rsplit('/').next().unwrap_or(repo),
                 "environment": need_str(p, &["environment"])?,
                 "artifact": format!("{repo}@{sha}"),
                 "version": sha.chars().take(12).collect::<String>(),
             });
             if event_type == "deployment.succeeded" {
-                let commits = lookup.merged_commits(repo, sha).or_else(|| lookup.commit(repo, sha).map(|c| vec![c]));
-                match (commits, &mut data) {
+                // As for GitHub: the merge's commits, and those pushed to the
+                // deployed branch since the deployment running there before.
+                let mut commits = lookup.merged_commits(repo, sha).unwrap_or_default();
+                let service = repo.rsplit('/').next().unwrap_or(repo);
+                let environment = str_at(p, &["environment"]).unwrap_or_default();
+                if let (Some(branch), Some(prev)) =
+                    (str_at(p, &["ref"]), lookup.current_deployment(service, environment))
+                {
+                    if let Some(prev_sha) = prev.artifact.strip_prefix(&format!("{repo}@")) {
+                        for c in super::pushed_between(lookup, repo, branch, prev_sha, sha) {
+                            if !commits.iter().any(|x| x.sha == c.sha) {
+                                commits.push(c);
+                            }
+                        }
+                    }
+                }
+                if commits.is_empty() {
+                    commits.extend(lookup.commit(repo, sha));
+                }
+                match (Some(commits).filter(|c| !c.is_empty()), &mut data) {
                     (Some(c), Value::Object(d)) => {
                         d.insert("commits".into(), commit_values(&c));
                     }
@@ -242,7 +292,13 @@ pub fn map(
                     }
                 }
             }
-            cx.record(status, event_type, time_or(p, &["status_changed_at"], received_at), data, note)?;
+            cx.record(
+                &["deployment", &deployment_id, status],
+                event_type,
+                time_or(p, &["status_changed_at"], received_at),
+                data,
+                note,
+            )?;
         }
         other => {
             return ignore(format!(

@@ -214,10 +214,10 @@ impl Cx<'_> {
             Value::Object(map) => map,
             _ => return Ok(()),
         };
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
+        if self.depth >= MAX_DEPTH {
             return fail(path, "is nested too deeply");
         }
+        self.depth += 1;
         let base = map.get("$id").and_then(Value::as_str).unwrap_or(base);
         let result = self.check_map(map, base, v, path);
         self.depth -= 1;
@@ -256,12 +256,12 @@ impl Cx<'_> {
         if let Some(Value::Array(allowed)) = map.get("enum") {
             if !allowed.contains(v) {
                 let list = allowed.iter().map(Value::to_string).collect::<Vec<_>>().join(", ");
-                return fail(path, format!("must be one of {list}, got {v}"));
+                return fail(path, format!("must be one of {list}, got {}", short(&v.to_string())));
             }
         }
         if let Some(c) = map.get("const") {
             if c != v {
-                return fail(path, format!("must be {c}, got {v}"));
+                return fail(path, format!("must be {c}, got {}", short(&v.to_string())));
             }
         }
         if let (Some(min), Value::String(s)) = (map.get("minLength").and_then(Value::as_u64), v) {
@@ -354,6 +354,11 @@ impl Cx<'_> {
     }
 }
 
+/// A value as quoted in an error: at most 80 characters of it.
+fn short(s: &str) -> String {
+    if s.chars().count() <= 80 { s.to_owned() } else { format!("{}…", s.chars().take(80).collect::<String>()) }
+}
+
 fn join(path: &str, name: &str) -> String {
     if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") }
 }
@@ -369,14 +374,20 @@ fn best(first: Option<Violation>, path: &str, fallback: &str) -> Violation {
 fn check_format(format: &str, s: &str, path: &str) -> Result<(), Violation> {
     match format {
         "date-time" if chrono::DateTime::parse_from_rfc3339(s).is_err() => {
-            return fail(path, format!("must be an RFC 3339 date-time such as 2026-11-20T10:00:00Z, got {s:?}"));
+            return fail(
+                path,
+                format!("must be an RFC 3339 date-time such as 2026-11-20T10:00:00Z, got {:?}", short(s)),
+            );
         }
         "uri" | "uri-reference" => {
             if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return fail(path, format!("must be a URI {}, without spaces, got {s:?}", format_noun(format)));
+                return fail(
+                    path,
+                    format!("must be a URI {}, without spaces, got {:?}", format_noun(format), short(s)),
+                );
             }
             if format == "uri" && !has_scheme(s) {
-                return fail(path, format!("must be an absolute URI with a scheme (https://…), got {s:?}"));
+                return fail(path, format!("must be an absolute URI with a scheme (https://…), got {:?}", short(s)));
             }
         }
         _ => {}

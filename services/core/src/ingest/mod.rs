@@ -35,9 +35,85 @@ pub trait Lookup {
     fn merged_commits(&self, repo: &str, merge_sha: &str) -> Option<Vec<CommitRef>>;
     /// Who opened change `number` of `repo`.
     fn change_author(&self, repo: &str, number: u64) -> Option<String>;
-    /// The deployment running `service` in `environment` now (id, version):
-    /// the latest that succeeded and was not rolled back.
-    fn current_deployment(&self, service: &str, environment: &str) -> Option<(String, String)>;
+    /// The deployment running `service` in `environment` now: the latest
+    /// that succeeded and was not rolled back.
+    fn current_deployment(&self, service: &str, environment: &str) -> Option<Running>;
+}
+
+/// A deployment running somewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    pub deployment_id: String,
+    pub version: String,
+    pub artifact: String,
+}
+
+/// The commits pushed to `branch` after `since` up to `head`, when both are
+/// among the pushes recorded; else none.
+pub fn pushed_between(lookup: &dyn Lookup, repo: &str, branch: &str, since: &str, head: &str) -> Vec<CommitRef> {
+    let list = lookup.pushed_commits(repo, branch, head, 0);
+    match list.iter().position(|c| c.sha.as_str().eq_ignore_ascii_case(since)) {
+        Some(pos) => list[pos + 1..].to_vec(),
+        None => Vec::new(),
+    }
+}
+
+/// The ledger as it will be once a batch's earlier events are recorded: a
+/// batch `[service.deployed X, service.rolledback X]` rolls back X.
+pub struct BatchLookup<'a> {
+    base: &'a dyn Lookup,
+    deployed: Vec<(String, String, Running)>,
+    rolled_back: Vec<String>,
+}
+
+impl<'a> BatchLookup<'a> {
+    pub fn new(base: &'a dyn Lookup) -> Self {
+        BatchLookup { base, deployed: Vec::new(), rolled_back: Vec::new() }
+    }
+
+    /// Take an event of the batch into account.
+    pub fn add(&mut self, event: &NewEvent) {
+        match &event.typed {
+            crate::EventData::DeploymentSucceeded(d) => self.deployed.push((
+                d.service.as_str().to_owned(),
+                d.environment.as_str().to_owned(),
+                Running {
+                    deployment_id: d.deployment_id.as_str().to_owned(),
+                    version: d.version.as_str().to_owned(),
+                    artifact: d.artifact.as_str().to_owned(),
+                },
+            )),
+            crate::EventData::DeploymentRolledBack(r) => self.rolled_back.push(r.deployment_id.as_str().to_owned()),
+            _ => {}
+        }
+    }
+}
+
+impl Lookup for BatchLookup<'_> {
+    fn pushed_commits(&self, repo: &str, branch: &str, head: &str, count: usize) -> Vec<CommitRef> {
+        self.base.pushed_commits(repo, branch, head, count)
+    }
+    fn commit(&self, repo: &str, sha: &str) -> Option<CommitRef> {
+        self.base.commit(repo, sha)
+    }
+    fn merged_commits(&self, repo: &str, merge_sha: &str) -> Option<Vec<CommitRef>> {
+        self.base.merged_commits(repo, merge_sha)
+    }
+    fn change_author(&self, repo: &str, number: u64) -> Option<String> {
+        self.base.change_author(repo, number)
+    }
+    fn current_deployment(&self, service: &str, environment: &str) -> Option<Running> {
+        let live = |r: &Running| !self.rolled_back.contains(&r.deployment_id);
+        let in_batch =
+            self.deployed.iter().rev().filter(|(s, e, _)| s == service && e == environment).map(|(_, _, r)| r);
+        match in_batch.clone().find(|r| live(r)) {
+            Some(r) => Some(r.clone()),
+            // Everything this batch deployed there is rolled back already:
+            // what ran before is not known here.
+            None if in_batch.count() > 0 => None,
+            None => self.base.current_deployment(service, environment).filter(live),
+        }
+    }
 }
 
 /// A lookup that knows nothing (for tests and offline mapping).
@@ -56,7 +132,7 @@ impl Lookup for NoLookup {
     fn change_author(&self, _: &str, _: u64) -> Option<String> {
         None
     }
-    fn current_deployment(&self, _: &str, _: &str) -> Option<(String, String)> {
+    fn current_deployment(&self, _: &str, _: &str) -> Option<Running> {
         None
     }
 }
@@ -87,13 +163,14 @@ impl IngestError {
 
 /// A stable event id from an integration's idempotency key: a UUID
 /// (version 8) made of the first 16 bytes of SHA-256 over the namespace and
-/// the key's parts.
+/// the key's parts, each prefixed with its length.
 pub fn derive_id(namespace: &str, parts: &[&str]) -> Uuid {
     let mut h = Sha256::new();
     h.update(b"shiplog/");
     h.update(namespace.as_bytes());
+    // Each part with its length, so that no two lists of parts hash alike.
     for p in parts {
-        h.update([0u8]);
+        h.update((p.len() as u64).to_be_bytes());
         h.update(p.as_bytes());
     }
     let digest = h.finalize();
@@ -127,6 +204,16 @@ pub fn body_key(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
+/// The digest of a webhook event: its id says everything, since the id is
+/// derived from a natural key inside the signed payload. The same thing
+/// delivered again is a duplicate, whatever else differs in the delivery.
+pub fn natural_digest(id: Uuid) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"shiplog/webhook\0");
+    h.update(id.as_bytes());
+    h.finalize().into()
+}
+
 /// An envelope under construction.
 pub(crate) struct Envelope {
     pub id: Uuid,
@@ -152,8 +239,11 @@ impl Envelope {
         v
     }
 
+    /// Parse as the server: an integration may write `cdevent.received`
+    /// and `data.cdevent`, which clients may not; it never makes the other
+    /// server-only types.
     pub fn parse(&self) -> Result<NewEvent, EventError> {
-        NewEvent::parse(self.to_value(), Author::Client)
+        NewEvent::parse(self.to_value(), Author::Server)
     }
 }
 
