@@ -29,12 +29,14 @@ pub struct ExportArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("what").required(true).args(["file", "since"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["file", "since", "store"])))]
 #[command(after_help = "Examples:
   shiplog verify ledger.ndjson --key shiplog.pub
       recompute every leaf and the root from the records; check the checkpoint's signature
   shiplog verify --server https://shiplog.example.com --since kept.checkpoint --key shiplog.pub --update
       prove that the server's log extends a checkpoint kept earlier, then keep the new one
+  shiplog verify --store sqlite:/var/lib/shiplog/ledger.db --key shiplog.pub
+      check a ledger file (a restored backup) as the server does at start-up, and its checkpoint's signature
 
 The key is the verifier key, as served at GET /v1/checkpoint/key.
 Exit status: 0 verified, 1 not verified (the reason names the first bad seq), 2 usage.")]
@@ -47,6 +49,9 @@ pub struct VerifyArgs {
     /// A checkpoint kept earlier: prove the server's current log extends it
     #[arg(long, value_name = "CHECKPOINT_FILE")]
     since: Option<PathBuf>,
+    /// A ledger file to verify offline (sqlite:PATH): a backup, or a restored store
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// With --since: once proven, replace the kept checkpoint with the new one
     #[arg(long, requires = "since")]
     update: bool,
@@ -118,6 +123,10 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
         format!("cannot read the key file {}: {e}; get the key from GET /v1/checkpoint/key", args.key.display())
     })?;
     let key = key.trim();
+    if let Some(store) = &args.store {
+        let crate::config::StoreUrl::Sqlite(path) = crate::config::StoreUrl::parse(Some(store), Path::new("."))?;
+        return crate::backup::verify_store(&path, key);
+    }
     match (&args.file, &args.since) {
         (Some(file), _) => verify_export(file, key),
         (None, Some(since)) => verify_extension(&args, since, key),

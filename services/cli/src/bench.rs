@@ -97,6 +97,23 @@ enum Bench {
         #[arg(long, default_value = "policies", value_name = "DIR")]
         policies: PathBuf,
     },
+    /// Every benchmark (A1, A2, D1, Q1, R1, V1), each in a fresh process;
+    /// their figures replace the latest run's section of BENCHMARKS.md
+    All {
+        /// The Markdown file whose generated section is rewritten
+        #[arg(long, default_value = "BENCHMARKS.md", value_name = "FILE")]
+        out: PathBuf,
+        /// Keep the generated history (R1, Q1) in this file and reuse it
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
+        /// Smaller sizes and shorter runs: a smoke test of the runner, not
+        /// figures to compare with the targets
+        #[arg(long)]
+        quick: bool,
+        /// The policies directory (D1, Q1)
+        #[arg(long, default_value = "policies", value_name = "DIR")]
+        policies: PathBuf,
+    },
     /// One replay in this process, as JSON (what R1 runs, once per round)
     #[command(hide = true)]
     Replay {
@@ -141,6 +158,144 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
         Bench::R1 { history, rounds } => r1(dir.path(), &history, rounds.max(1)),
         Bench::Q1 { history, queries, policies } => q1(dir.path(), &history, queries.max(1), &policies),
         Bench::Replay { db } => replay(&db),
+        Bench::All { out, history, quick, policies } => all(dir.path(), &out, history, quick, &policies),
+    }
+}
+
+/// The markers around the section `bench all` writes.
+const BEGIN: &str = "<!-- shiplog bench all: begin (generated; rerun the command below to refresh) -->";
+const END: &str = "<!-- shiplog bench all: end -->";
+
+/// Run every benchmark as `shiplog bench …` in a child process (each on a
+/// fresh runtime and heap), collect the Markdown rows they print, and
+/// rewrite the generated section of `out`.
+fn all(
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    history: Option<PathBuf>,
+    quick: bool,
+    policies: &std::path::Path,
+) -> Result<ExitCode, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let history = history.unwrap_or_else(|| dir.join("history.db"));
+    let history = history.to_string_lossy().into_owned();
+    let policies = policies.to_string_lossy().into_owned();
+    let d = dir.to_string_lossy().into_owned();
+    let org: Vec<&str> = if quick { vec!["--services", "5", "--days", "30"] } else { vec![] };
+    let mut runs: Vec<(&str, Vec<String>)> = vec![
+        ("A1", vec!["a1".into()]),
+        ("A1", vec!["a1".into(), "--in-flight".into(), "4".into()]),
+        ("A2", vec!["a2".into()]),
+        ("D1", vec!["d1".into(), "--policies".into(), policies.clone()]),
+        ("V1", vec!["v1".into()]),
+        ("R1", vec!["r1".into(), "--history".into(), history.clone()]),
+        ("Q1", vec!["q1".into(), "--history".into(), history.clone(), "--policies".into(), policies]),
+    ];
+    for (_, args) in &mut runs {
+        if matches!(args[0].as_str(), "r1" | "q1") {
+            args.extend(org.iter().map(|s| (*s).to_owned()));
+        }
+        if !quick && args[0] == "r1" {
+            args.extend(["--rounds".to_owned(), "5".to_owned()]);
+        }
+        if quick {
+            let extra: &[&str] = match args[0].as_str() {
+                "a1" => &["--events", "20000", "--rounds", "2"],
+                "a2" => &["--seconds", "2", "--warmup", "1"],
+                "d1" => &["--seconds", "2", "--rate", "500"],
+                "v1" => &["--events", "20000", "--rounds", "1"],
+                "r1" => &["--rounds", "1"],
+                "q1" => &["--queries", "20"],
+                _ => &[],
+            };
+            args.extend(extra.iter().map(|s| (*s).to_owned()));
+        }
+        args.extend(["--dir".to_owned(), d.clone()]);
+    }
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for (i, (id, args)) in runs.iter().enumerate() {
+        eprintln!("[{}/{}] {id}: shiplog bench {}", i + 1, runs.len(), args.join(" "));
+        let output = std::process::Command::new(&exe)
+            .arg("bench")
+            .args(args)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run {id}: {e}"))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let printed: Vec<String> = text.lines().filter(|l| l.starts_with("| ")).map(str::to_owned).collect();
+        if !output.status.success() || printed.is_empty() {
+            rows.push(format!(
+                "| {id} | `shiplog bench {}` | failed (exit {:?}) | — |",
+                args.join(" "),
+                output.status.code()
+            ));
+        }
+        rows.extend(printed);
+    }
+    let command = format!("target/release/shiplog bench all{}", if quick { " --quick" } else { "" });
+    let section = format!(
+        "{BEGIN}\n## Latest run\n\nCommand: `{command}` (from the repository root, after `cargo build --release`; {:.0} s in all).\n\nMachine: {}.\n\nDate: {} (UTC).{}\n\n| id | what | figure | target |\n|---|---|---|---|\n{}\n{END}",
+        started.elapsed().as_secs_f64(),
+        machine(),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M"),
+        if quick { " **Quick run: smaller sizes, not comparable with the targets.**" } else { "" },
+        rows.join("\n"),
+    );
+    let current = std::fs::read_to_string(out).unwrap_or_default();
+    let updated = replace_section(&current, &section);
+    std::fs::write(out, updated).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    eprintln!("wrote {} rows to {}", rows.len(), out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `text` with the generated section replaced by `section`, or, when it has
+/// none, inserted after the first heading's paragraph.
+fn replace_section(text: &str, section: &str) -> String {
+    if let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) {
+        if b < e {
+            return format!("{}{section}{}", &text[..b], &text[e + END.len()..]);
+        }
+    }
+    // After the title and the introduction (the first blank line after the
+    // second paragraph), else at the end.
+    match text.find("\n## ") {
+        Some(i) => format!("{}{section}\n\n{}", &text[..=i], &text[i + 1..]),
+        None => format!("{text}\n{section}\n"),
+    }
+}
+
+/// The machine, as far as Linux says.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_owned())))
+        .and_then(|v| v.trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .map_or_else(|| "unknown memory".to_owned(), |kb| format!("{} GiB", kb / (1024 * 1024)));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} × {model}, {mem}, Linux {}", kernel.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_section_is_replaced_in_place() {
+        let doc = "# Benchmarks\n\nIntro.\n\n## Appends\n\nold\n";
+        let once = replace_section(doc, &format!("{BEGIN}\nfirst\n{END}"));
+        assert!(once.starts_with("# Benchmarks\n\nIntro.\n\n<!--"), "{once}");
+        assert!(once.contains("first") && once.contains("## Appends\n\nold"), "{once}");
+        let twice = replace_section(&once, &format!("{BEGIN}\nsecond\n{END}"));
+        assert!(twice.contains("second") && !twice.contains("first"), "{twice}");
+        assert_eq!(twice.matches(BEGIN).count(), 1);
+        assert!(twice.contains("## Appends\n\nold"));
     }
 }
 

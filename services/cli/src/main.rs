@@ -3,6 +3,7 @@
 //! history offline; `bench` measures the ledger.
 
 mod audit;
+mod backup;
 mod bench;
 mod check;
 mod client;
@@ -39,8 +40,12 @@ enum Command {
     Check(check::CheckArgs),
     /// Write the ledger's history and its signed checkpoint to a file (NDJSON)
     Export(audit::ExportArgs),
-    /// Check an export offline, or that a server's log extends a kept checkpoint
+    /// Check an export or a ledger file offline, or that a server's log extends a kept checkpoint
     Verify(audit::VerifyArgs),
+    /// Copy the embedded store online, checked, to a backup file
+    Backup(backup::BackupArgs),
+    /// Put a backup in place as the embedded store (server stopped)
+    Restore(backup::RestoreArgs),
     /// Check the release gates offline: validate the policies, run their tests
     Policy(policy::PolicyArgs),
     /// Generate a realistic organisation history (NDJSON, or into a store)
@@ -57,6 +62,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Export(args) => audit::export(args),
         Command::Verify(args) => audit::verify(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
         Command::Policy(args) => policy::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),

@@ -66,6 +66,13 @@ pub struct ServeArgs {
     /// whose hooks must send it (X-Gitlab-Token)
     #[arg(long, env = "SHIPLOG_GITLAB_WEBHOOK_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     gitlab_webhook_token: Option<String>,
+    /// An OpenTelemetry collector (OTLP/HTTP, http://host:4318): a span per
+    /// request is sent to {URL}/v1/traces [default: no export]
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// The service name on exported spans
+    #[arg(long, env = "OTEL_SERVICE_NAME", value_name = "NAME", default_value = "shiplog")]
+    otel_service_name: String,
     /// Log format on stderr [default: text on a terminal, json otherwise]
     #[arg(long, env = "SHIPLOG_LOG_FORMAT", value_parser = ["json", "text"])]
     log_format: Option<String>,
@@ -138,7 +145,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             tracing::info!("{name} webhooks disabled: no secret configured");
         }
     }
-    let config = ServerConfig { limits, workers, webhooks, ..ServerConfig::default() };
+    let otlp = args
+        .otlp_endpoint
+        .filter(|e| !e.is_empty())
+        .map(|endpoint| shiplog_server::otlp::OtlpConfig { endpoint, service_name: args.otel_service_name.clone() });
+    if let Some(o) = &otlp {
+        if !o.endpoint.starts_with("http://") {
+            return Err(format!(
+                "--otlp-endpoint {:?}: give the collector's http:// URL (OTLP/HTTP, port 4318); https is not supported",
+                o.endpoint
+            ));
+        }
+    }
+    let config = ServerConfig { limits, workers, webhooks, otlp, ..ServerConfig::default() };
     actix_web::rt::System::new().block_on(async move {
         let signed_before = match store.latest_checkpoint().await {
             Ok(cp) => cp.map(|cp| cp.size),

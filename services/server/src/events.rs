@@ -74,7 +74,7 @@ pub(crate) async fn record(
         }
         other => vec![NewEvent::parse(other, Author::Client).map_err(|e| ApiError::from_event(e, None))?],
     };
-    let receipts = state.ledger.store.append(events, recorded_by).await?;
+    let receipts = state.append(events, recorded_by).await?;
     if let Some(last) = receipts.iter().map(|r| r.seq).max() {
         state.ledger.client_appends.fetch_max(last + 1, std::sync::atomic::Ordering::SeqCst);
     }

@@ -357,7 +357,6 @@ pub(crate) async fn decide_body(state: &AppState, body: &[u8]) -> Result<Value, 
         )
         .with("field", "principal"));
     }
-    let store = state.ledger.store.as_ref();
     // Facts are what clients recorded before this request; the server's own
     // events (other decisions) hold none, so there is no waiting for them.
     let facts_up_to = state.ledger.client_appends.load(std::sync::atomic::Ordering::SeqCst).checked_sub(1);
@@ -401,7 +400,8 @@ pub(crate) async fn decide_body(state: &AppState, body: &[u8]) -> Result<Value, 
     }
     let event = server_event(decision_id, "decision.recorded", &request.principal, data)
         .map_err(|m| ApiError::new(Code::Internal, m))?;
-    let receipt = store.append(vec![event], SERVER).await?;
+    let receipt = state.append(vec![event], SERVER).await?;
+    state.metrics.count_decision(action.as_str(), decision.word());
     let seq = receipt.first().map(|r| r.seq);
     let mut answer = json!({
         "decision": decision.word(),

@@ -76,7 +76,7 @@ async fn record(state: &AppState, by: &str, ingested: Vec<Ingested>) -> Result<V
     let types: Vec<(EventType, Option<String>)> =
         ingested.iter().map(|i| (i.event.event_type, i.note.clone())).collect();
     let events: Vec<NewEvent> = ingested.into_iter().map(|i| i.event).collect();
-    let receipts = state.ledger.store.append(events, by).await?;
+    let receipts = state.append(events, by).await?;
     if let Some(last) = receipts.iter().map(|r| r.seq).max() {
         state.ledger.client_appends.fetch_max(last + 1, std::sync::atomic::Ordering::SeqCst);
     }

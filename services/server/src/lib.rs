@@ -9,6 +9,8 @@ pub mod graphql;
 mod health;
 mod ingest;
 mod ledger;
+mod metrics;
+pub mod otlp;
 mod projections;
 mod proofs;
 
@@ -54,6 +56,8 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// The webhook secrets.
     pub webhooks: Webhooks,
+    /// Where to export traces, if anywhere.
+    pub otlp: Option<otlp::OtlpConfig>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +67,7 @@ impl Default for ServerConfig {
             workers: None,
             shutdown_timeout_secs: 30,
             webhooks: Webhooks::default(),
+            otlp: None,
         }
     }
 }
@@ -72,6 +77,24 @@ pub struct AppState {
     pub ledger: Ledger,
     pub limits: Limits,
     pub webhooks: Webhooks,
+    pub metrics: metrics::Metrics,
+    /// The trace exporter, when one is configured.
+    pub otlp: Option<otlp::Otlp>,
+}
+
+impl AppState {
+    /// Append through the store, timed for `/metrics`: every append the
+    /// server makes (clients', integrations', decisions) goes through here.
+    pub async fn append(
+        &self,
+        events: Vec<shiplog_core::NewEvent>,
+        recorded_by: &str,
+    ) -> Result<Vec<shiplog_core::Receipt>, shiplog_store::AppendError> {
+        let started = Instant::now();
+        let result = self.ledger.store.append(events, recorded_by).await;
+        self.metrics.observe_append(started.elapsed());
+        result
+    }
 }
 
 /// The request id of the current request, from `X-Request-Id` or made up.
@@ -92,7 +115,17 @@ pub async fn serve(
     if let Err(e) = shiplog_core::ingest::cdevents::catalog() {
         tracing::error!(error = %e, "POST /v1/cdevents will refuse every CDEvent");
     }
-    let state = web::Data::new(AppState { ledger, limits: config.limits, webhooks: config.webhooks });
+    let otlp = match config.otlp {
+        Some(c) => Some(otlp::Otlp::start(c).map_err(std::io::Error::other)?),
+        None => None,
+    };
+    let state = web::Data::new(AppState {
+        ledger,
+        limits: config.limits,
+        webhooks: config.webhooks,
+        metrics: metrics::Metrics::default(),
+        otlp,
+    });
     reload_on_sighup(state.clone());
     let schema = web::Data::new(graphql::schema(Some(state.clone())));
     let mut server = HttpServer::new(move || {
@@ -100,31 +133,69 @@ pub async fn serve(
             .app_data(state.clone())
             .app_data(schema.clone())
             .wrap_fn(|req, srv| {
+                use tracing::Instrument;
                 let started = Instant::now();
                 let request_id = req
                     .headers()
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
-                    .filter(|v| !v.is_empty() && v.len() <= 128)
+                    .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
                     .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
                 req.extensions_mut().insert(RequestId(request_id.clone()));
                 let method = req.method().clone();
                 let path = req.path().to_owned();
-                let call = srv.call(req);
+                // The route's pattern, not the path: one series per route.
+                let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                let state = req.app_data::<web::Data<AppState>>().cloned();
+                // The caller's trace, if it sent one (W3C traceparent).
+                let traced = state.as_ref().is_some_and(|s| s.otlp.is_some()).then(|| {
+                    let parent = req
+                        .headers()
+                        .get("traceparent")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(otlp::parse_traceparent);
+                    (parent, std::time::SystemTime::now())
+                });
+                // Every line logged while the request is served carries its id.
+                let span = tracing::info_span!("request", request_id = %request_id);
+                let call = span.in_scope(|| srv.call(req));
                 async move {
                     let mut res = call.await?;
                     let status = res.status().as_u16();
-                    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    let elapsed = started.elapsed();
+                    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+                    if let Some(state) = &state {
+                        state.metrics.observe_request(&route, method.as_str(), status, elapsed);
+                        if let (Some(exporter), Some((parent, start))) = (&state.otlp, traced) {
+                            exporter.record(otlp::Span {
+                                trace_id: parent.map_or_else(otlp::new_trace_id, |p| p.0),
+                                span_id: otlp::new_span_id(),
+                                parent_span_id: parent.map(|p| p.1),
+                                name: format!("{method} {route}"),
+                                start,
+                                end: start + elapsed,
+                                attributes: vec![
+                                    ("http.request.method", method.as_str().into()),
+                                    ("http.route", route.clone().into()),
+                                    ("url.path", path.clone().into()),
+                                    ("http.response.status_code", status.into()),
+                                    ("shiplog.request_id", request_id.clone().into()),
+                                ],
+                                error: status >= 500,
+                            });
+                        }
+                    }
                     if status >= 500 {
-                        tracing::error!(request_id = %request_id, %method, %path, status, micros, "request");
+                        tracing::error!(%method, %path, status, micros, "request");
                     } else {
-                        tracing::debug!(request_id = %request_id, %method, %path, status, micros, "request");
+                        tracing::info!(%method, %path, status, micros, "request");
                     }
                     if let Ok(v) = HeaderValue::from_str(&request_id) {
                         res.headers_mut().insert(REQUEST_ID, v);
                     }
                     Ok(res)
                 }
+                .instrument(span)
             })
             .configure(routes)
     })
@@ -140,6 +211,7 @@ pub async fn serve(
 /// Every route of the API.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/metrics", web::get().to(metrics::metrics))
         .route("/readyz", web::get().to(health::readyz))
         .service(
             web::resource("/v1/events")

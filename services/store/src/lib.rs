@@ -8,6 +8,7 @@
 //! `contract.rs` checks each of these against every backend.
 
 mod error;
+pub mod metrics;
 pub mod sqlite;
 pub mod tree;
 
@@ -95,6 +96,11 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Whether the store can take appends and serve reads now.
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// Figures about the store's work, for `/metrics`.
+    fn metrics(&self) -> metrics::StoreMetrics {
+        metrics::StoreMetrics::default()
+    }
 
     /// Finish every append already accepted, then stop taking new ones.
     async fn close(&self);

@@ -108,6 +108,8 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     head: watch::Receiver<Option<u64>>,
+    /// Events per durable commit, as the writer commits them.
+    commit_sizes: Arc<Mutex<crate::metrics::Histogram>>,
 }
 
 impl SqliteStore {
@@ -176,7 +178,9 @@ impl SqliteStore {
 
         let (head_tx, head_rx) = watch::channel(next_seq.checked_sub(1));
         let (queue_tx, queue_rx) = mpsc::channel(QUEUE_DEPTH);
+        let commit_sizes = Arc::new(Mutex::new(crate::metrics::Histogram::new(crate::metrics::EVENTS)));
         let writer = Writer {
+            commit_sizes: Arc::clone(&commit_sizes),
             conn,
             recent: RecentHashes::default(),
             next_seq,
@@ -202,6 +206,7 @@ impl SqliteStore {
                 readers,
                 next_reader: AtomicUsize::new(0),
                 head: head_rx,
+                commit_sizes,
             }),
         })
     }
@@ -235,6 +240,26 @@ impl SqliteStore {
     fn queue(&self) -> Option<mpsc::Sender<Request>> {
         self.inner.queue.lock().ok().and_then(|q| q.clone())
     }
+}
+
+/// Copy the ledger at `source` to a new file `dest`, online: one consistent
+/// snapshot (SQLite's `VACUUM INTO`, inside a read transaction), taken
+/// beside a server that keeps appending. `dest` must not exist.
+pub fn backup(source: &Path, dest: &Path) -> Result<(), StoreError> {
+    if !source.exists() {
+        return Err(StoreError::Unavailable(format!("no ledger at {}", source.display())));
+    }
+    let conn = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| open_error(source, e))?;
+    conn.pragma_update(None, "busy_timeout", 5_000)?;
+    let dest_text =
+        dest.to_str().ok_or_else(|| StoreError::Storage(format!("the backup path {} is not UTF-8", dest.display())))?;
+    conn.execute("VACUUM INTO ?1", [dest_text])?;
+    // VACUUM INTO leaves the copy's durability to the caller.
+    std::fs::File::open(dest)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::Storage(format!("cannot sync {}: {e}", dest.display())))?;
+    Ok(())
 }
 
 fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
@@ -428,6 +453,10 @@ impl EventStore for SqliteStore {
         answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
     }
 
+    fn metrics(&self) -> crate::metrics::StoreMetrics {
+        crate::metrics::StoreMetrics { commit_sizes: self.inner.commit_sizes.lock().ok().map(|h| h.clone()) }
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         match self.queue() {
             Some(q) if !q.is_closed() => {}
@@ -455,6 +484,7 @@ impl EventStore for SqliteStore {
 /// The writer: the one connection that writes, and what it knows of the
 /// ledger's tip so that it need not ask the database on every append.
 struct Writer {
+    commit_sizes: Arc<Mutex<crate::metrics::Histogram>>,
     conn: Connection,
     recent: RecentHashes,
     next_seq: u64,
@@ -518,6 +548,9 @@ impl Writer {
             }
             if self.commit_group(group) {
                 let _ = committed.send(());
+                if let Ok(mut h) = self.commit_sizes.lock() {
+                    h.observe(count as f64);
+                }
             }
             if next.is_none() {
                 next = queue.blocking_recv();

@@ -1,0 +1,251 @@
+//! `shiplog backup` and `shiplog restore`: an online copy of the embedded
+//! store, checked as the server checks its store at start-up, and its way
+//! back into place.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use shiplog_core::merkle::to_base64;
+use shiplog_store::{EventStore, SqliteStore, tree};
+
+use crate::config::StoreUrl;
+
+/// Where the ledger is: a data directory or a store URL.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// The data directory of the ledger (its ledger.db) [default: ./shiplog-data]
+    #[arg(long, env = "SHIPLOG_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The store, as a URL (sqlite:PATH) [default: SQLite in the data directory]
+    #[arg(long, env = "SHIPLOG_STORE", value_name = "URL")]
+    pub store: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn path(&self) -> Result<PathBuf, String> {
+        let dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("shiplog-data"));
+        match StoreUrl::parse(self.store.as_deref(), &dir)? {
+            StoreUrl::Sqlite(path) => Ok(path),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Example:
+  shiplog backup --data-dir /var/lib/shiplog --out /backups/ledger-$(date -u +%Y%m%dT%H%M%SZ).db
+
+The server may keep running: the copy is one consistent snapshot. It is then
+checked (every event against its leaf, the Merkle tree, the last signed
+checkpoint) before it is given its final name.")]
+pub struct BackupArgs {
+    #[command(flatten)]
+    from: StoreArgs,
+    /// The backup file to write (must not exist)
+    #[arg(long, short, value_name = "FILE")]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Example:
+  shiplog restore --from /backups/ledger-20261128.db --data-dir /var/lib/shiplog
+
+Stop the server first. The backup is checked again, then copied into place;
+start the server with the checkpoint key that signed it.")]
+pub struct RestoreArgs {
+    /// The backup file (from `shiplog backup`)
+    #[arg(long, value_name = "FILE")]
+    from: PathBuf,
+    #[command(flatten)]
+    to: StoreArgs,
+}
+
+fn spinner(message: String) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))
+}
+
+/// What a checked ledger file holds.
+pub struct Checked {
+    pub events: u64,
+    pub checkpoint: Option<u64>,
+    pub root: String,
+    /// The last signed checkpoint's note, as stored.
+    pub note: Option<String>,
+}
+
+/// Check a ledger file as the server does at start-up.
+pub fn check_file(path: &Path) -> Result<Checked, String> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let store = Arc::new(SqliteStore::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?);
+        let bar = spinner(format!("checking {}", path.display()));
+        let report =
+            tree::audit(store.as_ref(), |n| bar.set_message(format!("checking {}: {n} events", path.display())))
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", path.display()));
+        bar.finish_and_clear();
+        store.close().await;
+        let report = report?;
+        match report.verdict {
+            Ok(v) => Ok(Checked {
+                events: report.events,
+                checkpoint: report.checkpoint.as_ref().map(|c| c.size),
+                root: to_base64(&v.root),
+                note: report.checkpoint.map(|c| c.note),
+            }),
+            Err(f) => Err(format!("{} does not check: {f}", path.display())),
+        }
+    })
+}
+
+/// The file beside `path` that a copy is written to before it is renamed.
+fn partial(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+/// Remove a SQLite file and what SQLite keeps beside it.
+fn remove_db(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+fn describe(c: &Checked) -> String {
+    let cp = c.checkpoint.map_or_else(|| "no checkpoint".to_owned(), |s| format!("checkpoint at size {s} included"));
+    format!("{} events, {cp}, root {}", c.events, c.root)
+}
+
+pub fn backup(args: BackupArgs) -> Result<ExitCode, String> {
+    let source = args.from.path()?;
+    if args.out.exists() {
+        return Err(format!("{} exists; choose another --out, or remove it first", args.out.display()));
+    }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let tmp = partial(&args.out);
+    remove_db(&tmp);
+    let started = Instant::now();
+    let bar = spinner(format!("copying {}", source.display()));
+    let copied = shiplog_store::sqlite::backup(&source, &tmp);
+    bar.finish_and_clear();
+    if let Err(e) = copied {
+        remove_db(&tmp);
+        return Err(format!("cannot back up {}: {e}", source.display()));
+    }
+    let checked = match check_file(&tmp) {
+        Ok(c) => c,
+        Err(e) => {
+            remove_db(&tmp);
+            return Err(format!("the copy does not check, so no backup was kept: {e}"));
+        }
+    };
+    remove_db_sidecars(&tmp);
+    std::fs::rename(&tmp, &args.out)
+        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), args.out.display()))?;
+    eprintln!(
+        "backup: {}; verified in {:.1} s -> {}",
+        describe(&checked),
+        started.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn remove_db_sidecars(path: &Path) {
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+pub fn restore(args: RestoreArgs) -> Result<ExitCode, String> {
+    let target = args.to.path()?;
+    if target.exists() {
+        return Err(format!(
+            "{} exists: restore into an empty data directory (--data-dir), or move the current ledger away first",
+            target.display()
+        ));
+    }
+    if !args.from.is_file() {
+        return Err(format!("no backup at {}", args.from.display()));
+    }
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let tmp = partial(&target);
+    remove_db(&tmp);
+    std::fs::copy(&args.from, &tmp).map_err(|e| format!("cannot copy {}: {e}", args.from.display()))?;
+    let checked = match check_file(&tmp) {
+        Ok(c) => c,
+        Err(e) => {
+            remove_db(&tmp);
+            return Err(format!("the backup does not check, so nothing was restored: {e}"));
+        }
+    };
+    remove_db_sidecars(&tmp);
+    std::fs::rename(&tmp, &target)
+        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), target.display()))?;
+    eprintln!("restored: {} -> {}", describe(&checked), target.display());
+    eprintln!("next: start the server on it with the checkpoint key that signed it (shiplog serve --data-dir …)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shiplog verify --store`: check a ledger file offline, and that its last
+/// checkpoint is signed by the key.
+pub fn verify_store(path: &Path, key: &str) -> Result<ExitCode, String> {
+    if !path.is_file() {
+        return Err(format!("no ledger at {}", path.display()));
+    }
+    let checked = match check_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("NOT VERIFIED: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let Some(note) = &checked.note else {
+        eprintln!("NOT VERIFIED: {} holds no signed checkpoint to check the key against", path.display());
+        return Ok(ExitCode::FAILURE);
+    };
+    match shiplog_core::checkpoint::open_checkpoint(note, key) {
+        Ok(cp) if Some(cp.size) == checked.checkpoint => {
+            println!("verified: {}; checkpoint signature good", describe(&checked));
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(cp) => {
+            eprintln!(
+                "NOT VERIFIED: the stored checkpoint's note says size {}, its row {:?}",
+                cp.size, checked.checkpoint
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("NOT VERIFIED: the stored checkpoint does not verify with this key: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
