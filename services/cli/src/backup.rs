@@ -87,15 +87,18 @@ pub struct Checked {
     pub events: u64,
     pub checkpoint: Option<u64>,
     pub root: String,
-    /// The last signed checkpoint's note, as stored.
+    /// The last signed checkpoint's note and root, as stored.
     pub note: Option<String>,
+    pub checkpoint_root: Option<shiplog_core::merkle::Hash>,
 }
 
 /// Check a ledger file as the server does at start-up.
 pub fn check_file(path: &Path) -> Result<Checked, String> {
     let rt = runtime()?;
     rt.block_on(async {
-        let store = Arc::new(SqliteStore::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?);
+        // Read-only: checking a file must not change it.
+        let store =
+            Arc::new(SqliteStore::open_read_only(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?);
         let bar = spinner(format!("checking {}", path.display()));
         let report =
             tree::audit(store.as_ref(), |n| bar.set_message(format!("checking {}: {n} events", path.display())))
@@ -109,6 +112,7 @@ pub fn check_file(path: &Path) -> Result<Checked, String> {
                 events: report.events,
                 checkpoint: report.checkpoint.as_ref().map(|c| c.size),
                 root: to_base64(&v.root),
+                checkpoint_root: report.checkpoint.as_ref().map(|c| c.root),
                 note: report.checkpoint.map(|c| c.note),
             }),
             Err(f) => Err(format!("{} does not check: {f}", path.display())),
@@ -162,9 +166,20 @@ pub fn backup(args: BackupArgs) -> Result<ExitCode, String> {
             return Err(format!("the copy does not check, so no backup was kept: {e}"));
         }
     };
+    if checked.checkpoint.is_some_and(|c| c < checked.events) {
+        eprintln!(
+            "note: {} of the {} events come after the last signed checkpoint (size {}); ask GET /v1/checkpoint before a backup to have them all covered",
+            checked.events - checked.checkpoint.unwrap_or(0),
+            checked.events,
+            checked.checkpoint.unwrap_or(0)
+        );
+    }
     remove_db_sidecars(&tmp);
-    std::fs::rename(&tmp, &args.out)
-        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), args.out.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, &args.out) {
+        remove_db(&tmp);
+        return Err(format!("cannot rename {} to {}: {e}", tmp.display(), args.out.display()));
+    }
+    sync_dir(&args.out);
     eprintln!(
         "backup: {}; verified in {:.1} s -> {}",
         describe(&checked),
@@ -172,6 +187,14 @@ pub fn backup(args: BackupArgs) -> Result<ExitCode, String> {
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Make a rename durable: sync the directory that holds `path`.
+fn sync_dir(path: &Path) {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 fn remove_db_sidecars(path: &Path) {
@@ -190,6 +213,19 @@ pub fn restore(args: RestoreArgs) -> Result<ExitCode, String> {
             target.display()
         ));
     }
+    // A WAL left beside the target would be replayed onto the restored
+    // file by SQLite, and corrupt it.
+    for suffix in ["-wal", "-shm"] {
+        let mut p = target.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if p.exists() {
+            return Err(format!(
+                "{} is left from an earlier ledger; move it away with the rest of that ledger before restoring",
+                p.display()
+            ));
+        }
+    }
     if !args.from.is_file() {
         return Err(format!("no backup at {}", args.from.display()));
     }
@@ -198,7 +234,10 @@ pub fn restore(args: RestoreArgs) -> Result<ExitCode, String> {
     }
     let tmp = partial(&target);
     remove_db(&tmp);
-    std::fs::copy(&args.from, &tmp).map_err(|e| format!("cannot copy {}: {e}", args.from.display()))?;
+    if let Err(e) = std::fs::copy(&args.from, &tmp).and_then(|_| std::fs::File::open(&tmp)?.sync_all()) {
+        remove_db(&tmp);
+        return Err(format!("cannot copy {} to {}: {e}", args.from.display(), tmp.display()));
+    }
     let checked = match check_file(&tmp) {
         Ok(c) => c,
         Err(e) => {
@@ -207,8 +246,11 @@ pub fn restore(args: RestoreArgs) -> Result<ExitCode, String> {
         }
     };
     remove_db_sidecars(&tmp);
-    std::fs::rename(&tmp, &target)
-        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), target.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, &target) {
+        remove_db(&tmp);
+        return Err(format!("cannot rename {} to {}: {e}", tmp.display(), target.display()));
+    }
+    sync_dir(&target);
     eprintln!("restored: {} -> {}", describe(&checked), target.display());
     eprintln!("next: start the server on it with the checkpoint key that signed it (shiplog serve --data-dir …)");
     Ok(ExitCode::SUCCESS)
@@ -232,14 +274,26 @@ pub fn verify_store(path: &Path, key: &str) -> Result<ExitCode, String> {
         return Ok(ExitCode::FAILURE);
     };
     match shiplog_core::checkpoint::open_checkpoint(note, key) {
-        Ok(cp) if Some(cp.size) == checked.checkpoint => {
-            println!("verified: {}; checkpoint signature good", describe(&checked));
+        // The signed note must commit to the very size and root the records
+        // were checked against: a row rewritten along with the records is
+        // caught here.
+        Ok(cp) if Some(cp.size) == checked.checkpoint && Some(cp.root) == checked.checkpoint_root => {
+            let signed = cp.size;
+            let tail = checked.events.saturating_sub(signed);
+            let tail = if tail == 0 {
+                "every event is covered by the signed checkpoint".to_owned()
+            } else {
+                format!("{tail} events after the signed checkpoint at size {signed} are not covered by a signature yet")
+            };
+            println!("verified: {}; checkpoint signature good; {tail}", describe(&checked));
             Ok(ExitCode::SUCCESS)
         }
         Ok(cp) => {
             eprintln!(
-                "NOT VERIFIED: the stored checkpoint's note says size {}, its row {:?}",
-                cp.size, checked.checkpoint
+                "NOT VERIFIED: the signed checkpoint (size {}, root {}) is not the one stored beside the records (size {:?})",
+                cp.size,
+                to_base64(&cp.root),
+                checked.checkpoint
             );
             Ok(ExitCode::FAILURE)
         }

@@ -176,10 +176,17 @@ fn all(
     quick: bool,
     policies: &std::path::Path,
 ) -> Result<ExitCode, String> {
+    if quick && out.file_name().is_some_and(|n| n == "BENCHMARKS.md") {
+        return Err(
+            "a --quick run's figures are not the targets' measure: give --out FILE for them, not BENCHMARKS.md".into(),
+        );
+    }
+    let given_history = history.is_some();
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let history = history.unwrap_or_else(|| dir.join("history.db"));
     let history = history.to_string_lossy().into_owned();
     let policies = policies.to_string_lossy().into_owned();
+    let policies_arg = policies.clone();
     let d = dir.to_string_lossy().into_owned();
     let org: Vec<&str> = if quick { vec!["--services", "5", "--days", "30"] } else { vec![] };
     let mut runs: Vec<(&str, Vec<String>)> = vec![
@@ -214,6 +221,7 @@ fn all(
     }
     let started = Instant::now();
     let mut rows = Vec::new();
+    let mut failed = 0;
     for (i, (id, args)) in runs.iter().enumerate() {
         eprintln!("[{}/{}] {id}: shiplog bench {}", i + 1, runs.len(), args.join(" "));
         let output = std::process::Command::new(&exe)
@@ -225,6 +233,7 @@ fn all(
         let text = String::from_utf8_lossy(&output.stdout);
         let printed: Vec<String> = text.lines().filter(|l| l.starts_with("| ")).map(str::to_owned).collect();
         if !output.status.success() || printed.is_empty() {
+            failed += 1;
             rows.push(format!(
                 "| {id} | `shiplog bench {}` | failed (exit {:?}) | — |",
                 args.join(" "),
@@ -233,7 +242,19 @@ fn all(
         }
         rows.extend(printed);
     }
-    let command = format!("target/release/shiplog bench all{}", if quick { " --quick" } else { "" });
+    let mut command = "target/release/shiplog bench all".to_owned();
+    if quick {
+        command.push_str(" --quick");
+    }
+    if given_history {
+        command.push_str(&format!(" --history {history}"));
+    }
+    if policies_arg != "policies" {
+        command.push_str(&format!(" --policies {policies_arg}"));
+    }
+    if out != std::path::Path::new("BENCHMARKS.md") {
+        command.push_str(&format!(" --out {}", out.display()));
+    }
     let section = format!(
         "{BEGIN}\n## Latest run\n\nCommand: `{command}` (from the repository root, after `cargo build --release`; {:.0} s in all).\n\nMachine: {}.\n\nDate: {} (UTC).{}\n\n| id | what | figure | target |\n|---|---|---|---|\n{}\n{END}",
         started.elapsed().as_secs_f64(),
@@ -246,6 +267,10 @@ fn all(
     let updated = replace_section(&current, &section);
     std::fs::write(out, updated).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     eprintln!("wrote {} rows to {}", rows.len(), out.display());
+    if failed > 0 {
+        eprintln!("{failed} benchmark(s) failed; their rows say so");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

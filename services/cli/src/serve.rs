@@ -149,14 +149,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         .otlp_endpoint
         .filter(|e| !e.is_empty())
         .map(|endpoint| shiplog_server::otlp::OtlpConfig { endpoint, service_name: args.otel_service_name.clone() });
-    if let Some(o) = &otlp {
-        if !o.endpoint.starts_with("http://") {
-            return Err(format!(
-                "--otlp-endpoint {:?}: give the collector's http:// URL (OTLP/HTTP, port 4318); https is not supported",
-                o.endpoint
-            ));
+    // OTEL_EXPORTER_OTLP_ENDPOINT may be set for every process in a
+    // cluster, for another protocol: a value shiplog cannot use turns export
+    // off with a warning rather than stopping the server.
+    let otlp = otlp.filter(|o| {
+        let usable = o.endpoint.starts_with("http://");
+        if !usable {
+            tracing::warn!(
+                endpoint = %o.endpoint,
+                "traces are not exported: shiplog sends OTLP/HTTP to an http:// collector (port 4318); https is not supported"
+            );
         }
-    }
+        usable
+    });
     let config = ServerConfig { limits, workers, webhooks, otlp, ..ServerConfig::default() };
     actix_web::rt::System::new().block_on(async move {
         let signed_before = match store.latest_checkpoint().await {

@@ -115,8 +115,12 @@ pub async fn serve(
     if let Err(e) = shiplog_core::ingest::cdevents::catalog() {
         tracing::error!(error = %e, "POST /v1/cdevents will refuse every CDEvent");
     }
-    let otlp = match config.otlp {
-        Some(c) => Some(otlp::Otlp::start(c).map_err(std::io::Error::other)?),
+    let otlp = match config.otlp.map(otlp::Otlp::start) {
+        Some(Ok(o)) => Some(o),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "traces are not exported");
+            None
+        }
         None => None,
     };
     let state = web::Data::new(AppState {
@@ -143,6 +147,18 @@ pub async fn serve(
                     .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
                 req.extensions_mut().insert(RequestId(request_id.clone()));
                 let method = req.method().clone();
+                // Any token is an HTTP method to actix: label the standard
+                // ones, and the rest as one, so that /metrics stays bounded.
+                let method_label: &'static str = match method.as_str() {
+                    "GET" => "GET",
+                    "HEAD" => "HEAD",
+                    "POST" => "POST",
+                    "PUT" => "PUT",
+                    "PATCH" => "PATCH",
+                    "DELETE" => "DELETE",
+                    "OPTIONS" => "OPTIONS",
+                    _ => "OTHER",
+                };
                 let path = req.path().to_owned();
                 // The route's pattern, not the path: one series per route.
                 let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
@@ -165,17 +181,17 @@ pub async fn serve(
                     let elapsed = started.elapsed();
                     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
                     if let Some(state) = &state {
-                        state.metrics.observe_request(&route, method.as_str(), status, elapsed);
+                        state.metrics.observe_request(&route, method_label, status, elapsed);
                         if let (Some(exporter), Some((parent, start))) = (&state.otlp, traced) {
                             exporter.record(otlp::Span {
                                 trace_id: parent.map_or_else(otlp::new_trace_id, |p| p.0),
                                 span_id: otlp::new_span_id(),
                                 parent_span_id: parent.map(|p| p.1),
-                                name: format!("{method} {route}"),
+                                name: format!("{method_label} {route}"),
                                 start,
                                 end: start + elapsed,
                                 attributes: vec![
-                                    ("http.request.method", method.as_str().into()),
+                                    ("http.request.method", method_label.into()),
                                     ("http.route", route.clone().into()),
                                     ("url.path", path.clone().into()),
                                     ("http.response.status_code", status.into()),
@@ -187,6 +203,9 @@ pub async fn serve(
                     }
                     if status >= 500 {
                         tracing::error!(%method, %path, status, micros, "request");
+                    } else if matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
+                        // Probes and scrapes every few seconds: not worth a line each.
+                        tracing::debug!(%method, %path, status, micros, "request");
                     } else {
                         tracing::info!(%method, %path, status, micros, "request");
                     }

@@ -192,6 +192,11 @@ fn dora(state: &AppState) -> String {
             };
             let Ok(d) = views.delivery.dora(&query) else { continue };
             let f = d.figures;
+            // Only where something was deployed in the window: environments
+            // long gone do not keep their series.
+            if f.deployments == 0 {
+                continue;
+            }
             rows.push((
                 service,
                 environment,

@@ -113,6 +113,40 @@ struct Inner {
 }
 
 impl SqliteStore {
+    /// Open an existing ledger file only to read it: no writer, no schema
+    /// change, nothing written to it (for checking a backup or a restored
+    /// file without altering the evidence). Appends are refused.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Unavailable(format!("no ledger at {}", path.display())));
+        }
+        let reader =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| open_error(path, e))?;
+        reader.pragma_update(None, "busy_timeout", 5_000)?;
+        let version: i64 = reader.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
+            return Err(StoreError::Unavailable(format!(
+                "{} has schema version {version}, this shiplog reads {}; open it with a matching shiplog",
+                path.display(),
+                MIGRATIONS.len()
+            )));
+        }
+        let last: Option<u64> = reader.query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))?;
+        let (_, head) = watch::channel(last);
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                queue: Mutex::new(None),
+                writer: Mutex::new(None),
+                readers: vec![Mutex::new(reader)],
+                next_reader: AtomicUsize::new(0),
+                head,
+                commit_sizes: Arc::new(Mutex::new(crate::metrics::Histogram::new(crate::metrics::EVENTS))),
+            }),
+        })
+    }
+
     /// Open (creating if need be) the ledger file at `path`, bring its
     /// schema up to date, and start the writer.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {

@@ -851,7 +851,8 @@ mod tests {
 
     #[test]
     fn invalid_cdevents_name_the_field() {
-        let cases: &[(&str, fn(&mut Value), &str)] = &[
+        type Case = (&'static str, fn(&mut Value), &'static str);
+        let cases: &[Case] = &[
             (
                 "service_deployed",
                 |v| v["subject"]["content"].as_object_mut().unwrap().clear(),

@@ -453,7 +453,8 @@ mod tests {
         let s = schemas();
         s.check_refs().unwrap();
         let id = "https://example.org/s/thing";
-        let cases: &[(Value, Strictness, Option<(&str, &str)>)] = &[
+        type Case = (Value, Strictness, Option<(&'static str, &'static str)>);
+        let cases: &[Case] = &[
             (json!({"name": "x"}), Strictness::Strict, None),
             (json!({}), Strictness::Strict, Some(("name", "is missing"))),
             (json!({"name": ""}), Strictness::Strict, Some(("name", "at least 1"))),
