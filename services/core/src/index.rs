@@ -157,11 +157,19 @@ pub struct LedgerIndex {
     postings: Vec<(u32, u32)>,
     artifact_service: FastMap<Sym, Sym>,
     decisions: Vec<DecisionRow>,
+    /// Events arrived past the 32-bit addressing.
+    full: bool,
 }
 
 impl LedgerIndex {
     pub fn new() -> LedgerIndex {
         LedgerIndex::default()
+    }
+
+    /// Whether events arrived past the index's 32-bit addressing (they are
+    /// not indexed).
+    pub fn is_full(&self) -> bool {
+        self.full
     }
 
     pub fn applied(&self) -> Option<u64> {
@@ -192,6 +200,13 @@ impl LedgerIndex {
             return;
         }
         self.applied = Some(event.seq);
+        // Rows and postings are addressed with 32 bits: past 4,294,967,294
+        // events, later ones are not indexed (and `full` says so) rather
+        // than indexed wrongly.
+        if event.seq >= u64::from(u32::MAX) {
+            self.full = true;
+            return;
+        }
         // Rows are addressed by seq, which is gap-free from 0; should the
         // log ever skip one, a placeholder keeps the addressing right.
         while (self.rows.len() as u64) < event.seq {

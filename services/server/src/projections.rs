@@ -63,17 +63,24 @@ const PARALLEL_BATCH: usize = 1_000;
 
 /// Events read from the store at a time.
 const BATCH: usize = 5_000;
+const _: () = assert!(BATCH <= shiplog_store::MAX_READ_LIMIT, "a batch is one read");
 /// Batches read and parsed at once while the log ahead is long (a replay).
 const READ_AHEAD: usize = 2;
 
 /// How many new events a subscriber may fall behind before it is told it
-/// lagged.
-const FEED_CAPACITY: usize = 4_096;
+/// lagged: two whole batches, so that a full batch never makes a
+/// subscriber that keeps up lag.
+const FEED_CAPACITY: usize = 2 * BATCH;
+
+/// Longest wait between retries of a failing read.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub struct Projections {
     views: Arc<RwLock<Views>>,
     applied: watch::Receiver<Option<u64>>,
     feed: broadcast::Sender<Arc<RecordedEvent>>,
+    /// Why the follower stopped, once it has.
+    stopped: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Projections {
@@ -86,11 +93,24 @@ impl Projections {
         let views = Arc::new(RwLock::new(fresh));
         let (applied_tx, applied) = watch::channel(None);
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
-        let projections = Arc::new(Projections { views: Arc::clone(&views), applied, feed: feed.clone() });
+        let stopped = Arc::new(std::sync::Mutex::new(None));
+        let projections = Arc::new(Projections {
+            views: Arc::clone(&views),
+            applied,
+            feed: feed.clone(),
+            stopped: Arc::clone(&stopped),
+        });
         let started = Instant::now();
         tokio::spawn(async move {
-            if let Err(e) = follow(store, views, applied_tx, feed).await {
-                tracing::error!(error = %e, "the projections stopped following the ledger; queries and gates are stale");
+            let reason = match follow(store, views, applied_tx, feed).await {
+                Ok(()) => "the store was closed".to_owned(),
+                Err(e) => {
+                    tracing::error!(error = %e, "the projections stopped following the ledger; queries and gates are stale");
+                    e
+                }
+            };
+            if let Ok(mut s) = stopped.lock() {
+                *s = Some(reason);
             }
         });
         projections.caught_up_to(target, Duration::from_secs(600)).await?;
@@ -121,7 +141,11 @@ impl Projections {
         let wait = applied.wait_for(|a| a.is_some_and(|a| a >= target));
         match tokio::time::timeout(within, wait).await {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(format!("the projections did not reach seq {target} within {} s", within.as_secs())),
+            // The follower is gone: say why, rather than that time ran out.
+            _ => match self.stopped.lock().ok().and_then(|s| s.clone()) {
+                Some(reason) => Err(format!("the projections stopped following the ledger: {reason}")),
+                None => Err(format!("the projections did not reach seq {target} within {} s", within.as_secs())),
+            },
         }
     }
 
@@ -145,38 +169,69 @@ async fn follow(
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             let batch = store.read_raw(after, BATCH).await.map_err(|e| e.to_string())?;
-            let mut parsed = Vec::with_capacity(batch.len());
-            let mut texts = Vec::with_capacity(batch.len());
-            for RawEvent { event, data } in batch {
-                let typed = EventData::parse_json(event.event_type, &data).ok();
-                parsed.push((event, typed));
-                texts.push(data);
-            }
-            Ok::<_, String>((parsed, texts))
+            // Parsing is CPU work: off the runtime's threads, so that it
+            // overlaps the apply even on a single-threaded runtime (serve's).
+            tokio::task::spawn_blocking(move || {
+                let mut parsed = Vec::with_capacity(batch.len());
+                let mut texts = Vec::with_capacity(batch.len());
+                for RawEvent { event, data } in batch {
+                    let typed = EventData::parse_json(event.event_type, &data).ok();
+                    parsed.push((event, typed));
+                    texts.push(data);
+                }
+                (parsed, texts)
+            })
+            .await
+            .map_err(|e| format!("parsing a batch failed: {e}"))
         })
     };
     // Reads in flight, oldest first, each with the `after` it asked for.
     let mut queue = std::collections::VecDeque::new();
     queue.push_back((after, read(after)));
+    let mut backoff = Duration::from_millis(100);
+    let mut full_reported = false;
     loop {
         let Some((asked, handle)) = queue.pop_front() else {
             queue.push_back((after, read(after)));
             continue;
         };
-        let (parsed, texts) = handle.await.map_err(|e| e.to_string())??;
+        let result = handle.await.map_err(|e| e.to_string()).and_then(|r| r);
         if asked != after {
             // Read ahead on the assumption that the batch before was full,
-            // and it was not: read again from where the views are.
-            queue.clear();
+            // and it was not (or it failed): read again from where the views
+            // are, whatever this read brought.
+            for (_, h) in queue.drain(..) {
+                h.abort();
+            }
             queue.push_back((after, read(after)));
             continue;
         }
+        let (parsed, texts) = match result {
+            Ok(batch) => {
+                backoff = Duration::from_millis(100);
+                batch
+            }
+            Err(e) => {
+                // A store that cannot answer now may later: retry, slower
+                // each time, rather than leave the views stale for good.
+                tracing::warn!(error = %e, retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX), "the projections cannot read the ledger; retrying");
+                for (_, h) in queue.drain(..) {
+                    h.abort();
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                queue.push_back((after, read(after)));
+                continue;
+            }
+        };
         if parsed.is_empty() {
             let seen = *head.borrow_and_update();
             if !(seen.is_some() && seen > after) && head.changed().await.is_err() {
                 return Ok(());
             }
-            queue.clear();
+            for (_, h) in queue.drain(..) {
+                h.abort();
+            }
             queue.push_back((after, read(after)));
             continue;
         }
@@ -197,15 +252,32 @@ async fn follow(
         if feed.receiver_count() > 0 {
             for ((event, _), data) in parsed.iter().zip(&texts) {
                 let mut whole = event.clone();
-                whole.data = serde_json::from_str(data)
-                    .map_err(|e| format!("the stored data of seq {} is not JSON: {e}", event.seq))?;
+                match serde_json::from_str(data) {
+                    Ok(value) => whole.data = value,
+                    Err(e) => {
+                        // Not the subscribers' problem to stop on: the
+                        // integrity check reports altered records.
+                        tracing::error!(seq = event.seq, error = %e, "the stored data is not JSON; not sent to subscribers");
+                        continue;
+                    }
+                }
                 let _ = feed.send(Arc::new(whole));
             }
         }
         drop(texts);
-        {
-            let mut v = views.write().map_err(|_| "the projections' lock is poisoned".to_owned())?;
+        // Applying is CPU work too: on a blocking thread, while the runtime
+        // reads and parses ahead.
+        let target = Arc::clone(&views);
+        let full = tokio::task::spawn_blocking(move || {
+            let mut v = target.write().map_err(|_| "the projections' lock is poisoned".to_owned())?;
             v.apply_batch(&parsed);
+            Ok::<_, String>(v.index.is_full())
+        })
+        .await
+        .map_err(|e| format!("applying a batch failed: {e}"))??;
+        if full && !full_reported {
+            full_reported = true;
+            tracing::error!("the audit index holds 4,294,967,294 events, its most: later events are not searchable");
         }
         after = last;
         applied.send_replace(last);
