@@ -258,8 +258,8 @@ fn run(conn: &str) -> Result<usize, String> {
         (json!({"from": start, "to": end, "attributionWindowHours": 6}), None, "production", start, end, 6.0),
     ];
     let query =
-        "query($f: DoraFilter) { dora(filter: $f) { deployments failedDeployments unrecoveredFailures reworkRate
-        leadTime { median p90 count } recoveryTime { median p90 count } } }";
+        "query($f: DoraFilter) { dora(filter: $f) { deployments deploymentFrequency failedDeployments changeFailRate
+        unrecoveredFailures reworkRate leadTime { median p90 count } recoveryTime { median p90 count } } }";
     // One psql session: load once, then one JSON line per scope.
     let mut script = setup_sql(&history);
     for (_, services, env, from, to, window) in &scopes {
@@ -277,7 +277,15 @@ fn run(conn: &str) -> Result<usize, String> {
         return Err(format!("psql gave {} answers for {} scopes: {out}", answers.len(), scopes.len()));
     }
     let mut checked = 0;
-    for ((filter, ..), expected) in scopes.iter().zip(&answers) {
+    // The comparison means something only if the history has failures and
+    // recoveries to compare: the widest scope must have both.
+    let widest = &answers[0];
+    if widest["failedDeployments"].as_u64().unwrap_or(0) == 0
+        || widest["recoveryTime"]["count"].as_u64().unwrap_or(0) == 0
+    {
+        return Err(format!("the generated history has no failures or no recoveries to compare: {widest}"));
+    }
+    for ((filter, _, _, from, to, _), expected) in scopes.iter().zip(&answers) {
         let (status, body) = server.post("/graphql", &json!({"query": query, "variables": {"f": filter}}));
         if status != 200 || body.get("errors").is_some_and(|e| !e.is_null()) {
             return Err(format!("GraphQL {filter}: {status} {body}"));
@@ -292,6 +300,20 @@ fn run(conn: &str) -> Result<usize, String> {
             if got[key] != expected[key] {
                 diffs.push(format!("{key}: shiplog {} vs PostgreSQL {}", got[key], expected[key]));
             }
+        }
+        // Frequency: deployments per day of the window; change fail rate:
+        // failed / deployments (PRODUCT.md's definitions).
+        let days = (chrono::DateTime::parse_from_rfc3339(to).unwrap()
+            - chrono::DateTime::parse_from_rfc3339(from).unwrap())
+        .num_seconds() as f64
+            / 86_400.0;
+        let frequency = deployments as f64 / days;
+        if !close(&got["deploymentFrequency"], &json!(frequency)) {
+            diffs.push(format!("deploymentFrequency: shiplog {} vs {frequency}", got["deploymentFrequency"]));
+        }
+        let cfr = expected["failedDeployments"].as_f64().unwrap_or(0.0) / deployments as f64;
+        if !close(&got["changeFailRate"], &json!(cfr)) {
+            diffs.push(format!("changeFailRate: shiplog {} vs PostgreSQL {cfr}", got["changeFailRate"]));
         }
         let rework = expected["rework"].as_f64().unwrap() / deployments as f64;
         if !close(&got["reworkRate"], &json!(rework)) {
