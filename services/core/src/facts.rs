@@ -185,7 +185,14 @@ impl GateFacts {
                     self.change_authors.entry((repo, r.number)).or_insert(author);
                 }
                 let reviewer = self.syms.intern(r.reviewer.as_str());
-                self.reviews.entry((repo, r.number)).or_default().insert(reviewer, r.state);
+                let reviews = self.reviews.entry((repo, r.number)).or_default();
+                // As on GitHub and GitLab, a comment does not undo a
+                // reviewer's approval or request for changes; a new verdict does.
+                let keeps_verdict = r.state == ReviewState::Commented
+                    && reviews.0.iter().any(|(k, v)| *k == reviewer && *v != ReviewState::Commented);
+                if !keeps_verdict {
+                    reviews.insert(reviewer, r.state);
+                }
             }
             EventData::PolicyActivated(p) => self.policy_hash = Some(p.policy_set_hash.to_string()),
             _ => {}
@@ -445,5 +452,31 @@ mod tests {
         assert!(f.staging_succeeded("a") && !f.staging_succeeded("b"));
         assert!(f.expand_in_production("checkout", "m1") && !f.expand_in_production("checkout", "m2"));
         assert_eq!(f.applied(), Some(7));
+    }
+
+    /// Given reviews of one change, when the merge gate asks, then a
+    /// reviewer's verdict stands through their later comments, and a later
+    /// verdict replaces it.
+    #[test]
+    fn a_comment_does_not_undo_an_approval() {
+        let review = |reviewer: &str, state: &str| {
+            (
+                "change.reviewed",
+                json!({"repo": "acme/app", "number": 7, "reviewer": reviewer, "state": state, "author": "alice"}),
+            )
+        };
+        let cases: &[(&[(&str, Value)], bool)] = &[
+            (&[review("bob", "approved")], true),
+            (&[review("bob", "approved"), review("bob", "commented")], true),
+            (&[review("bob", "commented"), review("bob", "approved")], true),
+            (&[review("bob", "approved"), review("bob", "changes_requested")], false),
+            (&[review("bob", "changes_requested"), review("bob", "commented")], false),
+            (&[review("bob", "commented")], false),
+            (&[review("alice", "approved")], false),
+        ];
+        for (events, want) in cases {
+            let f = facts(events);
+            assert_eq!(f.review_approved_by_other("acme/app", 7, "carol"), *want, "{events:?}");
+        }
     }
 }

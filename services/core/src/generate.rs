@@ -66,8 +66,9 @@ pub const MAX_DAYS: u32 = 3_660;
 
 /// Services each team owns.
 const SERVICES_PER_TEAM: usize = 5;
-/// Engineers in each team.
+/// Engineers in each team: a tech lead and a senior (0 and 1), then others.
 const TEAM_SIZE: usize = 6;
+const _: () = assert!(TEAM_SIZE >= 5, "hotfix authors are picked among members 1 to 3, reviewers apart from them");
 /// How far before the day being simulated an event may be placed (pull
 /// requests opened, commits authored before the day they merge).
 const LOOKBACK_HOURS: i64 = 96;
@@ -372,6 +373,9 @@ impl Generator {
         }
         if config.days == 0 || config.days > MAX_DAYS {
             return Err(format!("days must be between 1 and {MAX_DAYS}, got {}", config.days));
+        }
+        if config.start.year() < 1 {
+            return Err(format!("start must be in the year 1 or later, got {}", config.start));
         }
         let start = config.start.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).ok_or("start is not a valid date")?;
         let end = start
@@ -678,7 +682,9 @@ impl Generator {
             }),
         );
         if self.rng.chance(0.25) {
-            let other = self.colleague(team, author);
+            let others: Vec<usize> =
+                self.teams[team].members.iter().copied().filter(|&m| m != author && m != reviewer).collect();
+            let other = *self.rng.pick(&others);
             let other_id = self.user(other);
             let t = opened + Duration::seconds(self.rng.range(1, span - 1));
             self.emit(
@@ -888,12 +894,17 @@ impl Generator {
         let artifact = self.services[s].staged[pos].clone();
         self.services[s].staged.drain(..=pos);
         let team = self.services[s].team;
-        let deployer = *self.rng.pick(&self.teams[team].members);
+        // Production is deployed by its seniors (the environment-access
+        // policy), approved by the other one.
+        let seniors: Vec<usize> = self.teams[team].members.iter().copied().take(2).collect();
+        let deployer = *self.rng.pick(&seniors);
         let deployer_id = self.user(deployer);
         let approver = self.approver(team, deployer);
         let approver_id = self.user(approver);
         let name = self.services[s].name.clone();
-        let mut t = at - Duration::seconds(self.rng.range(300, 3_600));
+        // Approved after the artifact reached staging, before the deployment.
+        let earliest = (artifact.staged_at + Duration::seconds(60)).min(at - Duration::seconds(60));
+        let mut t = (at - Duration::seconds(self.rng.range(300, 3_600))).max(earliest);
         self.emit(
             t,
             "approval.granted",
@@ -919,9 +930,12 @@ impl Generator {
                 json!({"approver": lead_approves, "scope": "migration", "service": name, "environment": "production",
                        "changeId": migration}),
             );
-            for (env, offset) in [("staging", -3_600), ("production", 120)] {
+            // The expand step reaches production after its approval and
+            // before the deployment that needs it.
+            let expand_at = (t + Duration::seconds(120)).min(at - Duration::seconds(30)).max(t);
+            for (env, when) in [("staging", t - Duration::seconds(3_600)), ("production", expand_at)] {
                 self.emit(
-                    t + Duration::seconds(offset),
+                    when,
                     "migration.applied",
                     &deployer_id,
                     format!("https://deploy.example.com/{name}/migrations"),
@@ -983,6 +997,10 @@ impl Generator {
             if fails {
                 self.emit(t, "deployment.failed", &deployer_id, source, data);
                 t += Duration::seconds(self.rng.range(600, 2_400));
+                // The retry, too, only inside the window.
+                if t.time() >= chrono::NaiveTime::MIN + Duration::hours(16) || t.date_naive() != planned.date_naive() {
+                    break;
+                }
                 continue;
             }
             self.emit(t, "deployment.succeeded", &deployer_id, source, data);
@@ -1136,9 +1154,20 @@ impl Generator {
             "version": artifact.version, "strategy": "rolling", "emergency": true, "fixes": fixes,
             "rollbackPlan": format!("redeploy {}", self.services[s].prod_version.clone().unwrap_or_default()),
         });
-        self.emit(t, "deployment.started", &author_id, source.clone(), data.clone());
+        // A senior deploys it (the environment-access policy): the author
+        // when a senior, else the team's other senior.
+        let deployer_id = if author == self.teams[team].members[1] {
+            author_id.clone()
+        } else {
+            self.user(self.teams[team].members[1])
+        };
+        self.emit(t, "deployment.started", &deployer_id, source.clone(), data.clone());
         t += Duration::seconds(self.rng.range(120, 600));
-        self.emit(t, "deployment.succeeded", &author_id, source, data);
+        self.emit(t, "deployment.succeeded", &deployer_id, source, data);
+        // Artifacts staged before the fix do not contain it: deploying one
+        // later would undo the fix, so they are not deployed.
+        let fixed_at = artifact.staged_at;
+        self.services[s].staged.retain(|a| a.staged_at > fixed_at);
         self.services[s].prod_version = Some(artifact.version);
         self.services[s].prod_busy_until = self.services[s].prod_busy_until.max(t);
         Some(t)
@@ -1334,6 +1363,72 @@ mod tests {
             "flag.changed",
         ] {
             assert!(kinds.get(kind).copied().unwrap_or(0) > 0, "no {kind} in {kinds:?}");
+        }
+    }
+
+    /// Given a generated year, production is deployed by seniors (the
+    /// environment-access policy), regular deployments start and retry
+    /// inside the 09:00-16:00 window, approvals follow staging, and a
+    /// comment never follows an approval by the same reviewer.
+    #[test]
+    fn the_history_keeps_the_release_process() {
+        let config = GenerateConfig { services: 10, days: 120, seed: 5, ..GenerateConfig::default() };
+        let g = Generator::new(config).unwrap();
+        let directory = g.directory();
+        let seniors: std::collections::HashSet<String> = directory
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["parents"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["id"] == "SeniorEngineer" || p["id"] == "DevOps"))
+            })
+            .map(|e| e["uid"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(!seniors.is_empty());
+        let mut staged: std::collections::HashMap<String, DateTime<Utc>> = Default::default();
+        let mut approvals = Vec::new();
+        let mut reviews: std::collections::HashMap<(String, u64, String), String> = Default::default();
+        let mut checked = 0;
+        for raw in g {
+            let event = NewEvent::parse(raw.clone(), Author::Client).unwrap();
+            match &event.typed {
+                EventData::DeploymentStarted(d)
+                | EventData::DeploymentSucceeded(d)
+                | EventData::DeploymentFailed(d)
+                    if d.environment.as_str() == "production" =>
+                {
+                    assert!(seniors.contains(event.actor.as_str()), "not deployed by a senior: {raw}");
+                    if matches!(event.typed, EventData::DeploymentStarted(_)) && !d.emergency {
+                        let hhmm = event.occurred_at.format("%H:%M").to_string();
+                        assert!(("09:00".."16:00").contains(&hhmm.as_str()), "outside the window: {raw}");
+                    }
+                    checked += 1;
+                }
+                EventData::DeploymentSucceeded(d) if d.environment.as_str() == "staging" => {
+                    staged.entry(d.artifact.as_str().to_owned()).or_insert(event.occurred_at);
+                }
+                EventData::ApprovalGranted(a) if a.scope == crate::event::data::ApprovalScope::Deployment => {
+                    if let Some(artifact) = &a.artifact {
+                        approvals.push((artifact.as_str().to_owned(), event.occurred_at, raw.clone()));
+                    }
+                }
+                EventData::ChangeReviewed(r) => {
+                    let key = (r.repo.as_str().to_owned(), r.number, r.reviewer.as_str().to_owned());
+                    let state = serde_json::to_value(r.state).unwrap().as_str().unwrap().to_owned();
+                    if let Some(before) = reviews.get(&key) {
+                        assert!(!(before == "approved" && state == "commented"), "a comment after an approval: {raw}");
+                    }
+                    reviews.insert(key, state);
+                }
+                _ => {}
+            }
+        }
+        assert!(checked > 100, "{checked}");
+        for (artifact, at, raw) in approvals {
+            let staged_at = staged.get(&artifact).unwrap_or_else(|| panic!("approved before staging: {raw}"));
+            assert!(at > *staged_at, "approved before staging: {raw}");
         }
     }
 
