@@ -169,20 +169,14 @@ async fn follow(
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             let batch = store.read_raw(after, BATCH).await.map_err(|e| e.to_string())?;
-            // Parsing is CPU work: off the runtime's threads, so that it
-            // overlaps the apply even on a single-threaded runtime (serve's).
-            tokio::task::spawn_blocking(move || {
-                let mut parsed = Vec::with_capacity(batch.len());
-                let mut texts = Vec::with_capacity(batch.len());
-                for RawEvent { event, data } in batch {
-                    let typed = EventData::parse_json(event.event_type, &data).ok();
-                    parsed.push((event, typed));
-                    texts.push(data);
-                }
-                (parsed, texts)
-            })
-            .await
-            .map_err(|e| format!("parsing a batch failed: {e}"))
+            let mut parsed = Vec::with_capacity(batch.len());
+            let mut texts = Vec::with_capacity(batch.len());
+            for RawEvent { event, data } in batch {
+                let typed = EventData::parse_json(event.event_type, &data).ok();
+                parsed.push((event, typed));
+                texts.push(data);
+            }
+            Ok::<_, String>((parsed, texts))
         })
     };
     // Reads in flight, oldest first, each with the `after` it asked for.
@@ -265,16 +259,11 @@ async fn follow(
             }
         }
         drop(texts);
-        // Applying is CPU work too: on a blocking thread, while the runtime
-        // reads and parses ahead.
-        let target = Arc::clone(&views);
-        let full = tokio::task::spawn_blocking(move || {
-            let mut v = target.write().map_err(|_| "the projections' lock is poisoned".to_owned())?;
+        let full = {
+            let mut v = views.write().map_err(|_| "the projections' lock is poisoned".to_owned())?;
             v.apply_batch(&parsed);
-            Ok::<_, String>(v.index.is_full())
-        })
-        .await
-        .map_err(|e| format!("applying a batch failed: {e}"))??;
+            v.index.is_full()
+        };
         if full && !full_reported {
             full_reported = true;
             tracing::error!("the audit index holds 4,294,967,294 events, its most: later events are not searchable");
