@@ -892,7 +892,26 @@ impl HistoryArgs {
     /// one that already holds events; and how many events it holds.
     fn store(&self, dir: &std::path::Path) -> Result<(PathBuf, u64), String> {
         let path = self.history.clone().unwrap_or_else(|| dir.join("history.db"));
+        // What the history was generated with, beside it: a history kept for
+        // other settings, or one whose generation did not finish, is not
+        // reused as if it were this one.
+        let described = {
+            let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            name.push(".json");
+            path.with_file_name(name)
+        };
+        let wanted = json!({"services": self.org.services, "days": self.org.days, "seed": self.org.seed,
+                            "generator": shiplog_core::generate::GENERATOR_VERSION});
         if path.exists() {
+            let kept: Option<Value> =
+                std::fs::read_to_string(&described).ok().and_then(|t| serde_json::from_str(&t).ok());
+            if kept.as_ref() != Some(&wanted) {
+                return Err(format!(
+                    "{} was not generated with these settings ({wanted}; it says {}); delete it, or give another --history",
+                    path.display(),
+                    kept.map_or_else(|| "nothing".to_owned(), |k| k.to_string())
+                ));
+            }
             let store = SqliteStore::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
             let head = *store.head().borrow();
             if let Some(head) = head {
@@ -907,7 +926,32 @@ impl HistoryArgs {
             self.org.seed,
             path.display()
         );
-        let events = crate::generate::into_store(&path, self.config())?;
+        // Into FILE.partial, renamed once complete.
+        let tmp = {
+            let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            name.push(".partial");
+            path.with_file_name(name)
+        };
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = tmp.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+        let events = crate::generate::into_store(&tmp, self.config())?;
+        for suffix in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))?;
+        for suffix in ["-wal", "-shm"] {
+            let mut p = tmp.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+        std::fs::write(&described, wanted.to_string() + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", described.display()))?;
         Ok((path, events))
     }
 

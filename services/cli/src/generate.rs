@@ -54,7 +54,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Append the events to this store (sqlite:PATH) instead
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
     store: Option<String>,
     /// Write the organisation's directory (Cedar entities: people, groups,
     /// services and their teams, environments) to this file, for --policies
@@ -74,17 +74,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
     let config = GenerateConfig { services: args.org.services, days: args.org.days, seed: args.org.seed, start };
     let generator = Generator::new(config).map_err(|e| format!("cannot generate: {e}"))?;
 
-    if let Some(path) = &args.directory {
-        let text = serde_json::to_string_pretty(&generator.directory()).map_err(|e| e.to_string())?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}; choose another --directory", dir.display()))?;
-        }
-        std::fs::write(path, text + "\n").map_err(|e| {
-            format!("cannot write the directory to {}: {e}; choose another --directory", path.display())
-        })?;
-    }
-
+    // The store first: if it is not empty, nothing else is written.
     let store_url = match (&args.data_dir, &args.store) {
         (None, None) => None,
         (dir, url) => {
@@ -92,6 +82,26 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
             Some(StoreUrl::parse(url.as_deref(), &dir)?)
         }
     };
+    let hint = if args.store.is_some() { "give another --store" } else { "give a new --data-dir" };
+    let store = match &store_url {
+        None => None,
+        Some(StoreUrl::Sqlite(path)) => Some(open_empty(path, hint)?),
+    };
+
+    if let Some(path) = &args.directory {
+        let text = serde_json::to_string_pretty(&generator.directory()).map_err(|e| e.to_string())?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}; choose another --directory", dir.display()))?;
+        }
+        let tmp = partial(path);
+        std::fs::write(&tmp, text + "\n").and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot write the directory to {}: {e}; choose another --directory", path.display())
+        })?;
+    }
+
+    // NDJSON goes to FILE.partial, renamed to FILE once complete.
     let out = match (&args.out, &store_url) {
         (Some(p), _) if p.as_os_str() == "-" => {
             Some(Output::Stdout(BufWriter::with_capacity(1 << 20, std::io::stdout())))
@@ -100,15 +110,12 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
             p.clone(),
             BufWriter::with_capacity(
                 1 << 20,
-                File::create(p).map_err(|e| format!("cannot create {}: {e}; choose another --out", p.display()))?,
+                File::create(partial(p))
+                    .map_err(|e| format!("cannot create {}: {e}; choose another --out", p.display()))?,
             ),
         )),
         (None, None) => Some(Output::Stdout(BufWriter::with_capacity(1 << 20, std::io::stdout()))),
         (None, Some(_)) => None,
-    };
-    let store = match &store_url {
-        None => None,
-        Some(StoreUrl::Sqlite(path)) => Some(open_empty(path)?),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -116,10 +123,27 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let started = Instant::now();
-    let summary = runtime.block_on(write_all(generator, out, store.clone(), args.org.days))?;
+    let written = runtime.block_on(write_all(generator, out, store.clone(), args.org.days));
+    // The store is closed whatever happened: what was appended is durable.
     if let Some(store) = store {
         runtime.block_on(store.close());
     }
+    let file = args.out.as_ref().filter(|p| p.as_os_str() != "-");
+    let summary = match written {
+        Ok(n) => {
+            if let Some(p) = file {
+                std::fs::rename(partial(p), p)
+                    .map_err(|e| format!("cannot rename the NDJSON to {}: {e}", p.display()))?;
+            }
+            n
+        }
+        Err(e) => {
+            if let Some(p) = file {
+                let _ = std::fs::remove_file(partial(p));
+            }
+            return Err(e);
+        }
+    };
     eprintln!(
         "generated {} events ({} services, {} days from {start}, seed {}) in {:.1} s{}",
         summary,
@@ -142,7 +166,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
 pub fn into_store(path: &Path, config: GenerateConfig) -> Result<u64, String> {
     let days = config.days;
     let generator = Generator::new(config).map_err(|e| format!("cannot generate: {e}"))?;
-    let store = open_empty(path)?;
+    let store = open_empty(path, "give another file")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -183,9 +207,16 @@ impl Output {
     }
 }
 
+/// Where a file is written before it is renamed into place.
+fn partial(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
 /// The store to fill: it must hold nothing yet, so that the history's
 /// events are the ledger's first and nothing is mixed into another's.
-fn open_empty(path: &Path) -> Result<Arc<SqliteStore>, String> {
+fn open_empty(path: &Path, hint: &str) -> Result<Arc<SqliteStore>, String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the data directory {}: {e}; choose another", dir.display()))?;
@@ -193,7 +224,7 @@ fn open_empty(path: &Path) -> Result<Arc<SqliteStore>, String> {
     let store = SqliteStore::open(path).map_err(|e| format!("cannot open the store {}: {e}", path.display()))?;
     if let Some(head) = *store.head().borrow() {
         return Err(format!(
-            "the store {} already holds {} events; generate into an empty store (a new --data-dir)",
+            "the store {} already holds {} events; generate into an empty store ({hint})",
             path.display(),
             head + 1
         ));

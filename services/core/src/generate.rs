@@ -66,6 +66,10 @@ pub const MAX_DAYS: u32 = 3_660;
 
 /// Services each team owns.
 const SERVICES_PER_TEAM: usize = 5;
+/// The generator's output version: raised whenever the history a seed
+/// gives changes, so that a history kept on disk is not taken for another.
+pub const GENERATOR_VERSION: u32 = 2;
+
 /// Engineers in each team: a tech lead and a senior (0 and 1), then others.
 const TEAM_SIZE: usize = 6;
 const _: () = assert!(TEAM_SIZE >= 5, "hotfix authors are picked among members 1 to 3, reviewers apart from them");
