@@ -136,6 +136,9 @@ SELECT json_build_object(
   'failedDeployments', (SELECT count(*) FROM final WHERE failed),
   'unrecoveredFailures', (SELECT count(*) FROM final WHERE failed AND recovered_at IS NULL),
   'rework', (SELECT count(*) FROM final WHERE coalesce((d->>'emergency')::boolean, false) OR d->>'fixes' IS NOT NULL),
+  'weekly', (SELECT coalesce(json_agg(json_build_object('deployments', w.n, 'failed', w.failed) ORDER BY w.week), '[]')
+    FROM (SELECT date_trunc('week', at AT TIME ZONE 'UTC') AS week, count(*) AS n, count(*) FILTER (WHERE failed) AS failed
+          FROM final GROUP BY 1) w),
   'recoveryTime', (SELECT json_build_object(
       'median', percentile_cont(0.5) WITHIN GROUP (ORDER BY greatest(0, extract(epoch FROM recovered_at - at))::float8),
       'p90', percentile_cont(0.9) WITHIN GROUP (ORDER BY greatest(0, extract(epoch FROM recovered_at - at))::float8),
@@ -259,7 +262,8 @@ fn run(conn: &str) -> Result<usize, String> {
     ];
     let query =
         "query($f: DoraFilter) { dora(filter: $f) { deployments deploymentFrequency failedDeployments changeFailRate
-        unrecoveredFailures reworkRate leadTime { median p90 count } recoveryTime { median p90 count } } }";
+        unrecoveredFailures reworkRate leadTime { median p90 count } recoveryTime { median p90 count }
+        trend { start deployments failedDeployments } } }";
     // One psql session: load once, then one JSON line per scope.
     let mut script = setup_sql(&history);
     for (_, services, env, from, to, window) in &scopes {
@@ -286,7 +290,10 @@ fn run(conn: &str) -> Result<usize, String> {
         return Err(format!("the generated history has no failures or no recoveries to compare: {widest}"));
     }
     for ((filter, _, _, from, to, _), expected) in scopes.iter().zip(&answers) {
-        let (status, body) = server.post("/graphql", &json!({"query": query, "variables": {"f": filter}}));
+        // Weekly trends too (ISO weeks, UTC): the figures do not depend on it.
+        let mut weekly = filter.clone();
+        weekly["bucket"] = json!("WEEK");
+        let (status, body) = server.post("/graphql", &json!({"query": query, "variables": {"f": weekly}}));
         if status != 200 || body.get("errors").is_some_and(|e| !e.is_null()) {
             return Err(format!("GraphQL {filter}: {status} {body}"));
         }
@@ -314,6 +321,18 @@ fn run(conn: &str) -> Result<usize, String> {
         let cfr = expected["failedDeployments"].as_f64().unwrap_or(0.0) / deployments as f64;
         if !close(&got["changeFailRate"], &json!(cfr)) {
             diffs.push(format!("changeFailRate: shiplog {} vs PostgreSQL {cfr}", got["changeFailRate"]));
+        }
+        // The weeks with deployments, in order: deployments and failures.
+        let trend: Vec<Value> = got["trend"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p["deployments"].as_u64().unwrap_or(0) > 0)
+            .map(|p| json!({"deployments": p["deployments"], "failed": p["failedDeployments"]}))
+            .collect();
+        if Value::Array(trend.clone()) != expected["weekly"] {
+            diffs.push(format!("weekly trend: shiplog {trend:?} vs PostgreSQL {}", expected["weekly"]));
         }
         let rework = expected["rework"].as_f64().unwrap() / deployments as f64;
         if !close(&got["reworkRate"], &json!(rework)) {
