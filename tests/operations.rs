@@ -157,6 +157,17 @@ fn request_ids_are_in_the_logs() {
     assert!(lines.iter().any(|l| l["span"]["request_id"] == made_up.as_str()), "{log}");
 }
 
+/// `shiplog verify --store sqlite:DB --key KEY`.
+fn verify_store(db: &Path, key: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["verify", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .arg("--key")
+        .arg(key)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn backup_under_load_restores_and_verifies() {
     let server = Server::start();
@@ -234,24 +245,12 @@ fn backup_under_load_restores_and_verifies() {
         Command::new(BIN).args(["restore", "--from"]).arg(&backup).arg("--data-dir").arg(&restored).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let db = restored.join("ledger.db");
-    let out = Command::new(BIN)
-        .args(["verify", "--store"])
-        .arg(format!("sqlite:{}", db.display()))
-        .arg("--key")
-        .arg(&key_file)
-        .output()
-        .unwrap();
+    let out = verify_store(&db, &key_file);
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("verified: "));
     // Checking a file does not change it.
     let bytes = std::fs::read(&db).unwrap();
-    let again = Command::new(BIN)
-        .args(["verify", "--store"])
-        .arg(format!("sqlite:{}", db.display()))
-        .arg("--key")
-        .arg(&key_file)
-        .output()
-        .unwrap();
+    let again = verify_store(&db, &key_file);
     assert!(again.status.success());
     assert!(std::fs::read(&db).unwrap() == bytes, "verify --store changed the file");
     // A restore beside a leftover WAL is refused.
@@ -281,13 +280,7 @@ fn backup_under_load_restores_and_verifies() {
     let conn = rusqlite::Connection::open(&damaged).unwrap();
     conn.execute("UPDATE events SET actor = 'mallory' WHERE seq = 5", []).unwrap();
     drop(conn);
-    let out = Command::new(BIN)
-        .args(["verify", "--store"])
-        .arg(format!("sqlite:{}", damaged.display()))
-        .arg("--key")
-        .arg(&key_file)
-        .output()
-        .unwrap();
+    let out = verify_store(&damaged, &key_file);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NOT VERIFIED"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -13,6 +13,7 @@ use shiplog_core::merkle::to_base64;
 use shiplog_store::{EventStore, SqliteStore, tree};
 
 use crate::config::StoreUrl;
+use crate::files::{partial, remove_db, remove_sidecars, sync_dir};
 
 /// Where the ledger is: a data directory or a store URL.
 #[derive(Args, Debug, Clone)]
@@ -74,14 +75,6 @@ fn spinner(message: String) -> ProgressBar {
     bar
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))
-}
-
 /// What a checked ledger file holds.
 pub struct Checked {
     pub events: u64,
@@ -94,7 +87,7 @@ pub struct Checked {
 
 /// Check a ledger file as the server does at start-up.
 pub fn check_file(path: &Path) -> Result<Checked, String> {
-    let rt = runtime()?;
+    let rt = crate::bench::runtime()?;
     rt.block_on(async {
         // Read-only: checking a file must not change it.
         let store =
@@ -118,22 +111,6 @@ pub fn check_file(path: &Path) -> Result<Checked, String> {
             Err(f) => Err(format!("{} does not check: {f}", path.display())),
         }
     })
-}
-
-/// The file beside `path` that a copy is written to before it is renamed.
-fn partial(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".partial");
-    path.with_file_name(name)
-}
-
-/// Remove a SQLite file and what SQLite keeps beside it.
-fn remove_db(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
 }
 
 fn describe(c: &Checked) -> String {
@@ -174,7 +151,7 @@ pub fn backup(args: BackupArgs) -> Result<ExitCode, String> {
             checked.checkpoint.unwrap_or(0)
         );
     }
-    remove_db_sidecars(&tmp);
+    remove_sidecars(&tmp);
     if let Err(e) = std::fs::rename(&tmp, &args.out) {
         remove_db(&tmp);
         return Err(format!("cannot rename {} to {}: {e}", tmp.display(), args.out.display()));
@@ -189,22 +166,6 @@ pub fn backup(args: BackupArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Make a rename durable: sync the directory that holds `path`.
-fn sync_dir(path: &Path) {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-fn remove_db_sidecars(path: &Path) {
-    for suffix in ["-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
 pub fn restore(args: RestoreArgs) -> Result<ExitCode, String> {
     let target = args.to.path()?;
     if target.exists() {
@@ -215,10 +176,7 @@ pub fn restore(args: RestoreArgs) -> Result<ExitCode, String> {
     }
     // A WAL left beside the target would be replayed onto the restored
     // file by SQLite, and corrupt it.
-    for suffix in ["-wal", "-shm"] {
-        let mut p = target.as_os_str().to_owned();
-        p.push(suffix);
-        let p = PathBuf::from(p);
+    for p in crate::files::sidecars(&target) {
         if p.exists() {
             return Err(format!(
                 "{} is left from an earlier ledger; move it away with the rest of that ledger before restoring",
@@ -245,7 +203,7 @@ pub fn restore(args: RestoreArgs) -> Result<ExitCode, String> {
             return Err(format!("the backup does not check, so nothing was restored: {e}"));
         }
     };
-    remove_db_sidecars(&tmp);
+    remove_sidecars(&tmp);
     if let Err(e) = std::fs::rename(&tmp, &target) {
         remove_db(&tmp);
         return Err(format!("cannot rename {} to {}: {e}", tmp.display(), target.display()));

@@ -338,7 +338,7 @@ impl Kept {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -895,11 +895,7 @@ impl HistoryArgs {
         // What the history was generated with, beside it: a history kept for
         // other settings, or one whose generation did not finish, is not
         // reused as if it were this one.
-        let described = {
-            let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-            name.push(".json");
-            path.with_file_name(name)
-        };
+        let described = crate::files::with_suffix(&path, ".json");
         let wanted = json!({"services": self.org.services, "days": self.org.days, "seed": self.org.seed,
                             "generator": shiplog_core::generate::GENERATOR_VERSION});
         if path.exists() {
@@ -927,29 +923,13 @@ impl HistoryArgs {
             path.display()
         );
         // Into FILE.partial, renamed once complete.
-        let tmp = {
-            let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-            name.push(".partial");
-            path.with_file_name(name)
-        };
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = tmp.as_os_str().to_owned();
-            p.push(suffix);
-            let _ = std::fs::remove_file(PathBuf::from(p));
-        }
+        let tmp = crate::files::partial(&path);
+        crate::files::remove_db(&tmp);
         let events = crate::generate::into_store(&tmp, self.config())?;
-        for suffix in ["-wal", "-shm"] {
-            let mut p = path.as_os_str().to_owned();
-            p.push(suffix);
-            let _ = std::fs::remove_file(PathBuf::from(p));
-        }
+        crate::files::remove_sidecars(&path);
         std::fs::rename(&tmp, &path)
             .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))?;
-        for suffix in ["-wal", "-shm"] {
-            let mut p = tmp.as_os_str().to_owned();
-            p.push(suffix);
-            let _ = std::fs::remove_file(PathBuf::from(p));
-        }
+        crate::files::remove_sidecars(&tmp);
         std::fs::write(&described, wanted.to_string() + "\n")
             .map_err(|e| format!("cannot write {}: {e}", described.display()))?;
         Ok((path, events))

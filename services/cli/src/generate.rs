@@ -18,6 +18,7 @@ use shiplog_core::{Author, NewEvent};
 use shiplog_store::{EventStore, SqliteStore};
 
 use crate::config::StoreUrl;
+use crate::files::partial;
 
 /// Events appended to a store per atomic batch.
 const BATCH: usize = 5_000;
@@ -205,13 +206,6 @@ impl Output {
             Output::File(p, _) => format!("cannot write {}: {e}; is the disk full?", p.display()),
         }
     }
-}
-
-/// Where a file is written before it is renamed into place.
-fn partial(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".partial");
-    path.with_file_name(name)
 }
 
 /// The store to fill: it must hold nothing yet, so that the history's

@@ -8,6 +8,7 @@ mod bench;
 mod check;
 mod client;
 mod config;
+mod files;
 mod generate;
 mod policy;
 mod record;

@@ -210,7 +210,8 @@ impl EventError {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// A JSON value's kind, as error messages name it (`a string`).
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -195,18 +195,6 @@ fn received() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()
 }
 
-const GITHUB_EVENTS: &[&str] = &[
-    "push",
-    "pull_request",
-    "pull_request_review",
-    "workflow_run",
-    "check_suite",
-    "deployment",
-    "deployment_status",
-    "deployment_review",
-    "release",
-    "ping",
-];
 const GITHUB_FIXTURES: &[(&str, &str)] = &[
     ("push", "push"),
     ("pull_request", "pull_request.opened"),
@@ -272,7 +260,7 @@ proptest! {
     }
 
     #[test]
-    fn github(event in prop::sample::select(GITHUB_EVENTS), v in arb_json()) {
+    fn github(event in prop::sample::select(github::EVENTS), v in arb_json()) {
         let _ = github::map(event, &v, received(), &NoLookup);
     }
 

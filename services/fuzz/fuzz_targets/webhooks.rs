@@ -6,19 +6,6 @@ use chrono::TimeZone;
 use libfuzzer_sys::fuzz_target;
 use shiplog_core::ingest::{NoLookup, github, gitlab};
 
-const GITHUB: &[&str] = &[
-    "push",
-    "pull_request",
-    "pull_request_review",
-    "workflow_run",
-    "check_suite",
-    "deployment",
-    "deployment_status",
-    "deployment_review",
-    "release",
-    "ping",
-];
-const GITLAB: &[&str] = &["Push Hook", "Merge Request Hook", "Pipeline Hook", "Deployment Hook"];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else { return };
@@ -27,8 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let Some(now) = chrono::Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).single() else { return };
     let i = usize::from(pick);
     if i % 2 == 0 {
-        let _ = github::map(GITHUB[(i / 2) % GITHUB.len()], &value, now, &NoLookup);
+        let _ = github::map(github::EVENTS[(i / 2) % github::EVENTS.len()], &value, now, &NoLookup);
     } else {
-        let _ = gitlab::map(GITLAB[(i / 2) % GITLAB.len()], &value, now, &NoLookup);
+        let _ = gitlab::map(gitlab::HOOKS[(i / 2) % gitlab::HOOKS.len()], &value, now, &NoLookup);
     }
 });

@@ -58,14 +58,7 @@ pub(crate) async fn record(
             if items.is_empty() {
                 return Err(ApiError::new(Code::EmptyBatch, "the batch is empty; send at least one event"));
             }
-            let max = state.limits.max_batch;
-            if items.len() > max {
-                return Err(ApiError::new(
-                    Code::BatchTooLarge,
-                    format!("the batch has {} events; at most {max} are allowed per request, split it", items.len()),
-                )
-                .with("limit", max));
-            }
+            state.limits.check_batch(items.len())?;
             let mut events = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
                 events.push(NewEvent::parse(item, Author::Client).map_err(|e| ApiError::from_event(e, Some(i)))?);
@@ -74,11 +67,7 @@ pub(crate) async fn record(
         }
         other => vec![NewEvent::parse(other, Author::Client).map_err(|e| ApiError::from_event(e, None))?],
     };
-    let receipts = state.append(events, recorded_by).await?;
-    if let Some(last) = receipts.iter().map(|r| r.seq).max() {
-        state.ledger.client_appends.fetch_max(last + 1, std::sync::atomic::Ordering::SeqCst);
-    }
-    Ok(receipts)
+    state.append_for_client(events, recorded_by).await
 }
 
 fn require_json(req: &HttpRequest) -> Result<(), ApiError> {

@@ -65,21 +65,11 @@ fn ingest_error(e: IngestError, index: Option<usize>, code: Code) -> ApiError {
 /// Record what integrations made, all or nothing, as recorded by `by`.
 async fn record(state: &AppState, by: &str, ingested: Vec<Ingested>) -> Result<Vec<IngestReceipt>, ApiError> {
     state.ledger.require_intact()?;
-    let max = state.limits.max_batch;
-    if ingested.len() > max {
-        return Err(ApiError::new(
-            Code::BatchTooLarge,
-            format!("this makes {} events; at most {max} are allowed per request, split it", ingested.len()),
-        )
-        .with("limit", max));
-    }
+    state.limits.check_batch(ingested.len())?;
     let types: Vec<(EventType, Option<String>)> =
         ingested.iter().map(|i| (i.event.event_type, i.note.clone())).collect();
     let events: Vec<NewEvent> = ingested.into_iter().map(|i| i.event).collect();
-    let receipts = state.append(events, by).await?;
-    if let Some(last) = receipts.iter().map(|r| r.seq).max() {
-        state.ledger.client_appends.fetch_max(last + 1, std::sync::atomic::Ordering::SeqCst);
-    }
+    let receipts = state.append_for_client(events, by).await?;
     let mut out = Vec::with_capacity(receipts.len());
     for (receipt, (event_type, note)) in receipts.into_iter().zip(types) {
         // A duplicate's receipt describes the event recorded first, which
@@ -174,7 +164,7 @@ fn from_headers(headers: &HeaderMap, body: &[u8], content_type: &str) -> Result<
             let value = value.to_str().map_err(|_| {
                 ApiError::new(Code::InvalidEvent, format!("header {name} is not text")).with("field", name.as_str())
             })?;
-            if ce.insert(attr.to_owned(), Value::String(percent_decode(value))).is_some() {
+            if ce.insert(attr.to_owned(), Value::String(shiplog_core::ingest::percent_decode(value))).is_some() {
                 return Err(ApiError::new(Code::InvalidEvent, format!("header {name} is given more than once"))
                     .with("field", attr));
             }
@@ -192,29 +182,6 @@ fn from_headers(headers: &HeaderMap, body: &[u8], content_type: &str) -> Result<
     let data = json_body(body)?;
     ce.insert("data".into(), data);
     Ok(Value::Object(ce))
-}
-
-/// Header values of the binary binding are percent-encoded where needed.
-fn percent_decode(s: &str) -> String {
-    if !s.contains('%') {
-        return s.to_owned();
-    }
-    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
 }
 
 fn ce_str<'a>(ce: &'a Value, attr: &str) -> Result<&'a str, ApiError> {
@@ -390,14 +357,7 @@ fn items(req: &HttpRequest, body: &[u8], plain_is_cdevent: bool) -> Result<(Vec<
 /// Turn items into events: CDEvents checked and mapped, native events
 /// parsed.
 async fn ingest_items(state: &AppState, items: Vec<Item>, single: bool) -> Result<Vec<Ingested>, ApiError> {
-    let max = state.limits.max_batch;
-    if items.len() > max {
-        return Err(ApiError::new(
-            Code::BatchTooLarge,
-            format!("the batch has {} events; at most {max} are allowed per request, split it", items.len()),
-        )
-        .with("limit", max));
-    }
+    state.limits.check_batch(items.len())?;
     enum Parsed {
         Native(Box<NewEvent>),
         Cd(Box<cdevents::CdEvent>),

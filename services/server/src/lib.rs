@@ -39,6 +39,21 @@ pub struct Limits {
     pub max_webhook_body_bytes: usize,
 }
 
+impl Limits {
+    /// Refuse (413) a request that makes more than `max_batch` events.
+    pub(crate) fn check_batch(&self, events: usize) -> Result<(), ApiError> {
+        let max = self.max_batch;
+        if events > max {
+            return Err(ApiError::new(
+                Code::BatchTooLarge,
+                format!("the batch has {events} events; at most {max} are allowed per request, split it"),
+            )
+            .with("limit", max));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits { max_body_bytes: 1024 * 1024, max_batch: 10_000, max_webhook_body_bytes: 25 * 1024 * 1024 }
@@ -94,6 +109,20 @@ impl AppState {
         let result = self.ledger.store.append(events, recorded_by).await;
         self.metrics.observe_append(started.elapsed());
         result
+    }
+
+    /// Append what a client sent (directly, or through an integration),
+    /// and note how far clients' appends go: the facts a decision waits for.
+    pub async fn append_for_client(
+        &self,
+        events: Vec<shiplog_core::NewEvent>,
+        recorded_by: &str,
+    ) -> Result<Vec<shiplog_core::Receipt>, ApiError> {
+        let receipts = self.append(events, recorded_by).await?;
+        if let Some(last) = receipts.iter().map(|r| r.seq).max() {
+            self.ledger.client_appends.fetch_max(last + 1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(receipts)
     }
 }
 

@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::jsonschema::{Schemas, Strictness};
-use super::{Envelope, IngestError, Ingested, Lookup, derive_id, str_at};
+use super::{Envelope, IngestError, Ingested, Lookup, derive_id, percent_decode, str_at};
 use crate::event::{EventType, MAX_SOURCE_LEN, format_time};
 use crate::name::Name;
 use crate::record::RecordedEvent;
@@ -339,7 +339,6 @@ pub fn to_ledger(ev: &CdEvent, lookup: &dyn Lookup) -> Result<Ingested, IngestEr
         .or_else(|| Some(ev.source.as_str()).filter(|s| Name::parse(*s).is_ok()))
         .unwrap_or("cdevents")
         .to_owned();
-    let mut note = None;
     let plan = match ev.kind.subject.strip_prefix("shiplog-") {
         Some(subject) if ev.kind.custom => {
             // A shiplog export of an event the spec has no type for: the
@@ -352,52 +351,46 @@ pub fn to_ledger(ev: &CdEvent, lookup: &dyn Lookup) -> Result<Ingested, IngestEr
         _ if ev.kind.custom => Native::None,
         _ => native(ev, lookup),
     };
-    {
-        match plan {
-            Native::Event(event_type, mut data) => {
-                if let Some(o) = overrides {
-                    for (k, v) in o {
-                        if k != "actor" {
-                            data.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-                data.insert("cdevent".to_owned(), ev.original.clone());
-                let envelope = Envelope {
-                    id,
-                    event_type,
-                    occurred_at: ev.timestamp,
-                    actor: actor.clone(),
-                    source: Some(ev.source.clone()),
-                    data,
-                };
-                match envelope.parse() {
-                    Ok(mut event) => {
-                        event.digest =
-                            super::fingerprint("cdevents", &format!("{}\0{}", ev.source, ev.id), &ev.original);
-                        return Ok(Ingested { event, note: None });
-                    }
-                    Err(e) if overrides.is_some_and(|o| overridden(o, e.field().as_deref())) => {
-                        let field = e.field().unwrap_or_default();
-                        let field = match field.strip_prefix("data.") {
-                            Some(f) => format!("customData.shiplog.{f}"),
-                            None => field,
-                        };
-                        return Err(err(&field, format!("does not make a valid {event_type}: {e}")));
-                    }
-                    Err(e) => {
-                        note = Some(format!(
-                            "not recorded as {event_type}: {e}; the CDEvent does not carry it: add it in customData.shiplog"
-                        ))
+    let digest = super::fingerprint("cdevents", &format!("{}\0{}", ev.source, ev.id), &ev.original);
+    let note = match plan {
+        Native::Event(event_type, mut data) => {
+            if let Some(o) = overrides {
+                for (k, v) in o {
+                    if k != "actor" {
+                        data.insert(k.clone(), v.clone());
                     }
                 }
             }
-            Native::Missing(event_type, why) => {
-                note = Some(format!("not recorded as {event_type}: {why}"));
+            data.insert("cdevent".to_owned(), ev.original.clone());
+            let envelope = Envelope {
+                id,
+                event_type,
+                occurred_at: ev.timestamp,
+                actor: actor.clone(),
+                source: Some(ev.source.clone()),
+                data,
+            };
+            match envelope.parse() {
+                Ok(mut event) => {
+                    event.digest = digest;
+                    return Ok(Ingested { event, note: None });
+                }
+                Err(e) if overrides.is_some_and(|o| overridden(o, e.field().as_deref())) => {
+                    let field = e.field().unwrap_or_default();
+                    let field = match field.strip_prefix("data.") {
+                        Some(f) => format!("customData.shiplog.{f}"),
+                        None => field,
+                    };
+                    return Err(err(&field, format!("does not make a valid {event_type}: {e}")));
+                }
+                Err(e) => Some(format!(
+                    "not recorded as {event_type}: {e}; the CDEvent does not carry it: add it in customData.shiplog"
+                )),
             }
-            Native::None => {}
         }
-    }
+        Native::Missing(event_type, why) => Some(format!("not recorded as {event_type}: {why}")),
+        Native::None => None,
+    };
     let mut data = Map::new();
     data.insert("cdeventType".to_owned(), Value::String(ev.type_name.clone()));
     data.insert("subject".to_owned(), Value::String(ev.subject_id.clone()));
@@ -414,7 +407,7 @@ pub fn to_ledger(ev: &CdEvent, lookup: &dyn Lookup) -> Result<Ingested, IngestEr
         data,
     };
     let mut event = envelope.parse().map_err(|e| err("", format!("cannot be recorded: {e}")))?;
-    event.digest = super::fingerprint("cdevents", &format!("{}\0{}", ev.source, ev.id), &ev.original);
+    event.digest = digest;
     Ok(Ingested { event, note })
 }
 
@@ -475,25 +468,6 @@ fn purl_name(artifact: &str) -> Option<String> {
     let path = purl.split(['@', '?', '#']).next()?;
     let name = path.rsplit('/').next()?;
     (!name.is_empty()).then(|| percent_decode(name))
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
 }
 
 /// A change's number from its subject id (`42`, `acme/app#42`,
@@ -649,18 +623,13 @@ pub fn export(e: &RecordedEvent) -> Value {
             s("service"),
             json!({"environment": env("environment"), "artifactId": s("artifact")}),
         ),
-        EventType::ChangeOpened => (
-            "dev.cdevents.change.created.0.4.0".into(),
-            format!("{}#{}", s("repo"), d.get("number").cloned().unwrap_or_default()),
-            json!({"repository": {"id": s("repo")}}),
-        ),
-        EventType::ChangeReviewed => (
-            "dev.cdevents.change.reviewed.0.3.0".into(),
-            format!("{}#{}", s("repo"), d.get("number").cloned().unwrap_or_default()),
-            json!({"repository": {"id": s("repo")}}),
-        ),
-        EventType::ChangeMerged => (
-            "dev.cdevents.change.merged.0.3.0".into(),
+        EventType::ChangeOpened | EventType::ChangeReviewed | EventType::ChangeMerged => (
+            match e.event_type {
+                EventType::ChangeOpened => "dev.cdevents.change.created.0.4.0",
+                EventType::ChangeReviewed => "dev.cdevents.change.reviewed.0.3.0",
+                _ => "dev.cdevents.change.merged.0.3.0",
+            }
+            .into(),
             format!("{}#{}", s("repo"), d.get("number").cloned().unwrap_or_default()),
             json!({"repository": {"id": s("repo")}}),
         ),

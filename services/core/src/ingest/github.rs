@@ -20,10 +20,25 @@
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::{Envelope, IngestError, Ingested, Lookup, at, commit_values, derive_id, parse_time, str_at};
+use super::webhook::{Recorder, need, need_id, need_str, need_u64, time_or};
+use super::{IngestError, Ingested, Lookup, at, commit_values, parse_time, str_at};
+
+/// The `X-GitHub-Event`s shiplog records something for.
+pub const EVENTS: &[&str] = &[
+    "push",
+    "pull_request",
+    "pull_request_review",
+    "workflow_run",
+    "check_suite",
+    "deployment",
+    "deployment_status",
+    "deployment_review",
+    "release",
+    "ping",
+];
 
 /// What a delivery amounts to.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,82 +86,11 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     }
 }
 
-fn need<'a>(v: &'a Value, path: &[&str]) -> Result<&'a Value, IngestError> {
-    at(v, path).filter(|x| !x.is_null()).ok_or_else(|| IngestError::new(path.join("."), "is missing"))
-}
-
-fn need_str<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, IngestError> {
-    str_at(v, path).ok_or_else(|| IngestError::new(path.join("."), "is missing or not a non-empty string"))
-}
-
-fn need_u64(v: &Value, path: &[&str]) -> Result<u64, IngestError> {
-    need(v, path)?.as_u64().ok_or_else(|| IngestError::new(path.join("."), "must be a non-negative integer"))
-}
-
-fn time_or(v: &Value, path: &[&str], fallback: DateTime<Utc>) -> DateTime<Utc> {
-    at(v, path).and_then(parse_time).unwrap_or(fallback)
-}
-
-/// A GitHub id (a number, or a string) as text.
-fn id_text(v: &Value) -> Option<String> {
-    match v {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
-
 fn conclusion(c: Option<&str>) -> &'static str {
     match c {
         Some("success") => "success",
         Some("cancelled" | "skipped" | "stale" | "neutral") => "cancelled",
         _ => "failure",
-    }
-}
-
-struct Cx<'a> {
-    payload: &'a Value,
-    repo: String,
-    actor: String,
-    out: Vec<Ingested>,
-}
-
-impl Cx<'_> {
-    /// Record an event whose identity is `key`, a natural key from inside
-    /// the signed payload (a deployment status's id, a commit on a branch):
-    /// the same thing delivered again, under any delivery id or by a second
-    /// webhook, is the same event.
-    fn record(
-        &mut self,
-        key: &[&str],
-        event_type: &'static str,
-        occurred_at: DateTime<Utc>,
-        data: Value,
-        note: Option<String>,
-    ) -> Result<(), IngestError> {
-        let data = match data {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        let mut parts = vec![self.repo.as_str()];
-        parts.extend_from_slice(key);
-        let envelope = Envelope {
-            id: derive_id("github", &parts),
-            event_type,
-            occurred_at,
-            actor: self.actor.clone(),
-            source: str_at(self.payload, &["repository", "html_url"]).map(str::to_owned),
-            data,
-        };
-        let mut event = envelope.parse().map_err(|e| {
-            IngestError::new(
-                e.field().unwrap_or_default(),
-                format!("the payload does not make a valid {event_type}: {e}"),
-            )
-        })?;
-        event.digest = super::natural_digest(event.id);
-        self.out.push(Ingested { event, note });
-        Ok(())
     }
 }
 
@@ -170,8 +114,12 @@ pub fn map(
         .or_else(|| str_at(payload, &["pusher", "name"]))
         .unwrap_or("github")
         .to_owned();
-    let repo = str_at(payload, &["repository", "full_name"]).unwrap_or_default().to_owned();
-    let mut cx = Cx { payload, repo, actor, out: Vec::new() };
+    let mut cx = Recorder::new(
+        "github",
+        str_at(payload, &["repository", "full_name"]).unwrap_or_default(),
+        str_at(payload, &["repository", "html_url"]),
+        actor,
+    );
     let p = payload;
     match (event, action) {
         ("push", _) => {
@@ -193,25 +141,7 @@ pub fn map(
                 .and_then(parse_time)
                 .or_else(|| at(p, &["head_commit", "timestamp"]).and_then(parse_time))
                 .unwrap_or(received_at);
-            for (i, c) in commits.iter().enumerate() {
-                let field = |f: &str| format!("commits[{i}].{f}");
-                let sha = str_at(c, &["id"]).ok_or_else(|| IngestError::new(field("id"), "is missing"))?;
-                let author = str_at(c, &["author", "username"])
-                    .or_else(|| str_at(c, &["author", "name"]))
-                    .or_else(|| str_at(c, &["author", "email"]))
-                    .ok_or_else(|| IngestError::new(field("author"), "names nobody"))?;
-                let authored = at(c, &["timestamp"])
-                    .and_then(parse_time)
-                    .ok_or_else(|| IngestError::new(field("timestamp"), "is missing or not a time"))?;
-                let mut data = json!({
-                    "repo": repo, "sha": sha, "author": author,
-                    "authoredAt": super::format_time(&authored), "branch": branch,
-                });
-                if let (Some(m), Value::Object(d)) = (str_at(c, &["message"]), &mut data) {
-                    d.insert("message".into(), Value::String(m.chars().take(4096).collect()));
-                }
-                cx.record(&["push", branch, sha], "commit.pushed", pushed_at, data, None)?;
-            }
+            cx.pushes(&commits, repo, branch, pushed_at)?;
         }
         ("pull_request", "opened") => {
             let pr = need(p, &["pull_request"])?;
@@ -276,10 +206,7 @@ pub fn map(
         }
         ("pull_request_review", "submitted") => {
             let review = need(p, &["review"])?;
-            let review_id = need(review, &["id"])
-                .ok()
-                .and_then(id_text)
-                .ok_or_else(|| IngestError::new("review.id", "is missing"))?;
+            let review_id = need_id(review, &["id"])?;
             let state = need_str(review, &["state"])?.to_ascii_lowercase();
             if !["approved", "changes_requested", "commented"].contains(&state.as_str()) {
                 return ignore(format!("a review in state {state:?} is not recorded"));
@@ -305,10 +232,7 @@ pub fn map(
             let repo = need_str(p, &["repository", "full_name"])?;
             let name = str_at(run, &["name"]).or_else(|| str_at(p, &["workflow", "name"])).unwrap_or("workflow");
             let pipeline = format!("{repo}/{name}");
-            let id = need(run, &["id"])
-                .ok()
-                .and_then(id_text)
-                .ok_or_else(|| IngestError::new("workflow_run.id", "is missing"))?;
+            let id = need_id(run, &["id"])?;
             let run_id = match run.get("run_attempt").and_then(Value::as_u64) {
                 Some(a) if a > 1 => format!("{id}.{a}"),
                 _ => id,
@@ -342,10 +266,7 @@ pub fn map(
             if app == "github-actions" {
                 return ignore("the GitHub Actions check suite is recorded from its workflow_run".to_owned());
             }
-            let id = need(suite, &["id"])
-                .ok()
-                .and_then(id_text)
-                .ok_or_else(|| IngestError::new("check_suite.id", "is missing"))?;
+            let id = need_id(suite, &["id"])?;
             let data = json!({
                 "pipeline": format!("{repo}/{app}"),
                 "runId": id,
@@ -373,10 +294,7 @@ pub fn map(
         }
         ("deployment_status", _) => {
             let status = need(p, &["deployment_status"])?;
-            let status_id = need(status, &["id"])
-                .ok()
-                .and_then(id_text)
-                .ok_or_else(|| IngestError::new("deployment_status.id", "is missing"))?;
+            let status_id = need_id(status, &["id"])?;
             let state = need_str(status, &["state"])?;
             let event_type = match state {
                 "success" => "deployment.succeeded",
@@ -417,7 +335,7 @@ pub fn map(
             let repo = need_str(p, &["repository", "full_name"])?;
             let service = need_str(p, &["repository", "name"])?;
             let approver = str_at(p, &["approver", "login"]).unwrap_or(&cx.actor).to_owned();
-            let run_id = at(p, &["workflow_run", "id"]).and_then(id_text).unwrap_or_default();
+            let run_id = need_id(p, &["workflow_run", "id"]).unwrap_or_default();
             // Approvals carry no time of their own; the run's last update is
             // when it was approved, else the delivery's arrival.
             let approved_at = at(p, &["workflow_run", "updated_at"]).and_then(parse_time).unwrap_or(received_at);
@@ -461,10 +379,7 @@ pub fn map(
         }
         ("release", "published") => {
             let release = need(p, &["release"])?;
-            let release_id = need(release, &["id"])
-                .ok()
-                .and_then(id_text)
-                .ok_or_else(|| IngestError::new("release.id", "is missing"))?;
+            let release_id = need_id(release, &["id"])?;
             let repo = need_str(p, &["repository", "full_name"])?;
             let tag = need_str(release, &["tag_name"])?;
             let data = json!({
@@ -489,7 +404,7 @@ pub fn map(
 }
 
 fn deployment_id(d: &Value) -> Result<String, IngestError> {
-    need(d, &["id"]).ok().and_then(id_text).ok_or_else(|| IngestError::new("deployment.id", "is missing"))
+    need_id(d, &["id"])
 }
 
 fn drop_nulls(v: Value) -> Value {

@@ -9,10 +9,14 @@
 //! | `Deployment Hook` (`running`; `success`; `failed`) | `deployment.started`; `deployment.succeeded`; `deployment.failed` |
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::github::Outcome;
-use super::{Envelope, IngestError, Ingested, Lookup, at, commit_values, derive_id, parse_time, str_at};
+use super::webhook::{Recorder, need_id, need_str, time_or};
+use super::{IngestError, Lookup, at, commit_values, parse_time, str_at};
+
+/// The `X-Gitlab-Event`s shiplog records something for.
+pub const HOOKS: &[&str] = &["Push Hook", "Merge Request Hook", "Pipeline Hook", "Deployment Hook"];
 
 /// Compare the `X-Gitlab-Token` header with the configured token in
 /// constant time: their SHA-256 digests are compared, so neither the
@@ -23,65 +27,6 @@ pub fn token_matches(expected: &str, given: Option<&str>) -> bool {
     let Some(given) = given else { return false };
     let (a, b) = (Sha256::digest(expected.as_bytes()), Sha256::digest(given.as_bytes()));
     bool::from(a.as_slice().ct_eq(b.as_slice()))
-}
-
-fn need_str<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, IngestError> {
-    str_at(v, path).ok_or_else(|| IngestError::new(path.join("."), "is missing or not a non-empty string"))
-}
-
-fn need_id(v: &Value, path: &[&str]) -> Result<String, IngestError> {
-    match at(v, path) {
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        _ => Err(IngestError::new(path.join("."), "is missing")),
-    }
-}
-
-fn time_or(v: &Value, path: &[&str], fallback: DateTime<Utc>) -> DateTime<Utc> {
-    at(v, path).and_then(parse_time).unwrap_or(fallback)
-}
-
-struct Cx<'a> {
-    repo: String,
-    payload: &'a Value,
-    actor: String,
-    out: Vec<Ingested>,
-}
-
-impl Cx<'_> {
-    /// Record an event whose identity is `key`, a natural key from the
-    /// payload (a pipeline's id, a commit on a branch): the same hook sent
-    /// again is the same event.
-    fn record(
-        &mut self,
-        key: &[&str],
-        event_type: &'static str,
-        at: DateTime<Utc>,
-        data: Value,
-        note: Option<String>,
-    ) -> Result<(), IngestError> {
-        let data = match data {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        let envelope = Envelope {
-            id: derive_id("gitlab", &[&[self.repo.as_str()], key].concat()),
-            event_type,
-            occurred_at: at,
-            actor: self.actor.clone(),
-            source: str_at(self.payload, &["project", "web_url"]).map(str::to_owned),
-            data,
-        };
-        let mut event = envelope.parse().map_err(|e| {
-            IngestError::new(
-                e.field().unwrap_or_default(),
-                format!("the payload does not make a valid {event_type}: {e}"),
-            )
-        })?;
-        event.digest = super::natural_digest(event.id);
-        self.out.push(Ingested { event, note });
-        Ok(())
-    }
 }
 
 /// Map one hook (`X-Gitlab-Event`, the JSON body).
@@ -100,8 +45,12 @@ pub fn map(
         .or_else(|| str_at(p, &["user_name"]))
         .unwrap_or("gitlab")
         .to_owned();
-    let repo = str_at(p, &["project", "path_with_namespace"]).unwrap_or_default().to_owned();
-    let mut cx = Cx { repo, payload, actor, out: Vec::new() };
+    let mut cx = Recorder::new(
+        "gitlab",
+        str_at(p, &["project", "path_with_namespace"]).unwrap_or_default(),
+        str_at(p, &["project", "web_url"]),
+        actor,
+    );
     let ignore = |why: String| Ok(Outcome::Ignored(why));
     match kind {
         "Push Hook" => {
@@ -116,24 +65,7 @@ pub fn map(
             let repo = need_str(p, &["project", "path_with_namespace"])?;
             let pushed_at =
                 commits.iter().filter_map(|c| at(c, &["timestamp"]).and_then(parse_time)).max().unwrap_or(received_at);
-            for (i, c) in commits.iter().enumerate() {
-                let field = |f: &str| format!("commits[{i}].{f}");
-                let sha = str_at(c, &["id"]).ok_or_else(|| IngestError::new(field("id"), "is missing"))?;
-                let author = str_at(c, &["author", "name"])
-                    .or_else(|| str_at(c, &["author", "email"]))
-                    .ok_or_else(|| IngestError::new(field("author"), "names nobody"))?;
-                let authored = at(c, &["timestamp"])
-                    .and_then(parse_time)
-                    .ok_or_else(|| IngestError::new(field("timestamp"), "is missing or not a time"))?;
-                let mut data = json!({
-                    "repo": repo, "sha": sha, "author": author,
-                    "authoredAt": super::format_time(&authored), "branch": branch,
-                });
-                if let (Some(m), Value::Object(d)) = (str_at(c, &["message"]), &mut data) {
-                    d.insert("message".into(), Value::String(m.chars().take(4096).collect()));
-                }
-                cx.record(&["push", branch, sha], "commit.pushed", pushed_at, data, None)?;
-            }
+            cx.pushes(&commits, repo, branch, pushed_at)?;
         }
         "Merge Request Hook" => {
             let mr = p.get("object_attributes").ok_or_else(|| IngestError::new("object_attributes", "is missing"))?;

@@ -182,17 +182,6 @@ fn fail(path: &str, message: impl Into<String>) -> Result<(), Violation> {
     Err(Violation { path: path.to_owned(), message: message.into() })
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn has_type(v: &Value, t: &str) -> bool {
     match t {
         "object" => v.is_object(),
@@ -250,7 +239,7 @@ impl Cx<'_> {
                     Value::String(t) => t.clone(),
                     other => other.to_string(),
                 };
-                return fail(path, format!("must be of type {want}, got {}", kind(v)));
+                return fail(path, format!("must be of type {want}, got {}", crate::event::json_kind(v)));
             }
         }
         if let Some(Value::Array(allowed)) = map.get("enum") {

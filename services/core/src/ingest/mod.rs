@@ -12,6 +12,7 @@ pub mod cdevents;
 pub mod github;
 pub mod gitlab;
 pub mod jsonschema;
+mod webhook;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -198,22 +199,6 @@ pub fn fingerprint(namespace: &str, key: &str, payload: &Value) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// A body's SHA-256 in hex: the idempotency key of a delivery that names
-/// none.
-pub fn body_key(body: &[u8]) -> String {
-    hex::encode(Sha256::digest(body))
-}
-
-/// The digest of a webhook event: its id says everything, since the id is
-/// derived from a natural key inside the signed payload. The same thing
-/// delivered again is a duplicate, whatever else differs in the delivery.
-pub fn natural_digest(id: Uuid) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"shiplog/webhook\0");
-    h.update(id.as_bytes());
-    h.finalize().into()
-}
-
 /// An envelope under construction.
 pub(crate) struct Envelope {
     pub id: Uuid,
@@ -245,6 +230,27 @@ impl Envelope {
     pub fn parse(&self) -> Result<NewEvent, EventError> {
         NewEvent::parse(self.to_value(), Author::Server)
     }
+}
+
+/// `%XX` escapes decoded (package URLs, CloudEvents binary-mode headers);
+/// text that does not decode to UTF-8 is kept as it was.
+pub fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
 }
 
 /// A value's string at a path of object keys.
