@@ -414,11 +414,9 @@ fn drop_nulls(v: Value) -> Value {
     }
 }
 
-/// The commits a successful deployment of `sha` brought: those of the
-/// change merged as `sha`, and those pushed to the deployed branch since the
-/// SHA of the deployment running there before (when both are recorded);
-/// failing both, the pushed commit `sha` itself. The DORA rules count each
-/// commit once per environment, at the deployment that first brought it.
+/// The commits a successful GitHub deployment brought (see
+/// `ingest::deployed_commits`), its service, environment and branch read
+/// from the payload.
 fn deployed_commits(
     lookup: &dyn Lookup,
     p: &Value,
@@ -426,23 +424,9 @@ fn deployed_commits(
     repo: &str,
     sha: &str,
 ) -> Result<Vec<crate::event::data::CommitRef>, IngestError> {
-    let mut commits = lookup.merged_commits(repo, sha).unwrap_or_default();
     let (service, environment) = deployment_place(p, d)?;
     let branch = str_at(d, &["ref"]).map(|r| r.strip_prefix("refs/heads/").unwrap_or(r));
-    let previous = lookup.current_deployment(&service, &environment);
-    if let (Some(branch), Some(prev)) = (branch, previous) {
-        if let Some(prev_sha) = prev.artifact.strip_prefix(&format!("{repo}@")) {
-            for c in super::pushed_between(lookup, repo, branch, prev_sha, sha) {
-                if !commits.iter().any(|x| x.sha == c.sha) {
-                    commits.push(c);
-                }
-            }
-        }
-    }
-    if commits.is_empty() {
-        commits.extend(lookup.commit(repo, sha));
-    }
-    Ok(commits)
+    Ok(super::deployed_commits(lookup, repo, sha, branch, &service, &environment))
 }
 
 /// The payload a deployment's creator sent: an object, or JSON in a string.

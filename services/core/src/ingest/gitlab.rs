@@ -194,25 +194,9 @@ pub fn map(
                 "version": sha.chars().take(12).collect::<String>(),
             });
             if event_type == "deployment.succeeded" {
-                // As for GitHub: the merge's commits, and those pushed to the
-                // deployed branch since the deployment running there before.
-                let mut commits = lookup.merged_commits(repo, sha).unwrap_or_default();
                 let service = repo.rsplit('/').next().unwrap_or(repo);
                 let environment = str_at(p, &["environment"]).unwrap_or_default();
-                if let (Some(branch), Some(prev)) =
-                    (str_at(p, &["ref"]), lookup.current_deployment(service, environment))
-                {
-                    if let Some(prev_sha) = prev.artifact.strip_prefix(&format!("{repo}@")) {
-                        for c in super::pushed_between(lookup, repo, branch, prev_sha, sha) {
-                            if !commits.iter().any(|x| x.sha == c.sha) {
-                                commits.push(c);
-                            }
-                        }
-                    }
-                }
-                if commits.is_empty() {
-                    commits.extend(lookup.commit(repo, sha));
-                }
+                let commits = super::deployed_commits(lookup, repo, sha, str_at(p, &["ref"]), service, environment);
                 match (Some(commits).filter(|c| !c.is_empty()), &mut data) {
                     (Some(c), Value::Object(d)) => {
                         d.insert("commits".into(), commit_values(&c));

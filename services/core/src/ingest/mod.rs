@@ -49,14 +49,38 @@ pub struct Running {
     pub artifact: String,
 }
 
-/// The commits pushed to `branch` after `since` up to `head`, when both are
-/// among the pushes recorded; else none.
-pub fn pushed_between(lookup: &dyn Lookup, repo: &str, branch: &str, since: &str, head: &str) -> Vec<CommitRef> {
-    let list = lookup.pushed_commits(repo, branch, head, 0);
-    match list.iter().position(|c| c.sha.as_str().eq_ignore_ascii_case(since)) {
-        Some(pos) => list[pos + 1..].to_vec(),
-        None => Vec::new(),
+/// The commits a successful deployment of `sha` (of `repo`, from `branch`)
+/// brought to `service` in `environment`: those of the change merged as
+/// `sha`, and those pushed to the branch since the SHA of the deployment
+/// running there before (when both are recorded); failing both, the pushed
+/// commit `sha` itself. The DORA rules count each commit once per
+/// environment, at the deployment that first brought it.
+pub(crate) fn deployed_commits(
+    lookup: &dyn Lookup,
+    repo: &str,
+    sha: &str,
+    branch: Option<&str>,
+    service: &str,
+    environment: &str,
+) -> Vec<CommitRef> {
+    let mut commits = lookup.merged_commits(repo, sha).unwrap_or_default();
+    let previous = lookup.current_deployment(service, environment);
+    if let (Some(branch), Some(prev)) = (branch, previous) {
+        if let Some(since) = prev.artifact.strip_prefix(&format!("{repo}@")) {
+            let pushed = lookup.pushed_commits(repo, branch, sha, 0);
+            if let Some(pos) = pushed.iter().position(|c| c.sha.as_str().eq_ignore_ascii_case(since)) {
+                for c in &pushed[pos + 1..] {
+                    if !commits.iter().any(|x| x.sha == c.sha) {
+                        commits.push(c.clone());
+                    }
+                }
+            }
+        }
     }
+    if commits.is_empty() {
+        commits.extend(lookup.commit(repo, sha));
+    }
+    commits
 }
 
 /// The ledger as it will be once a batch's earlier events are recorded: a
