@@ -66,7 +66,7 @@ fn every_cdevents_conformance_example_is_recorded() {
         assert_eq!(receipt["duplicate"], false);
         sent.push((name, example, receipt));
     }
-    let events = server.all_events();
+    let events = server.client_events();
     assert_eq!(events.len(), 45);
     for (name, example, receipt) in &sent {
         let e = events.iter().find(|e| e["seq"] == receipt["seq"]).unwrap();
@@ -98,7 +98,7 @@ fn every_cdevents_conformance_example_is_recorded() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["dora"], json!({"deployments": 2, "failedDeployments": 1}), "{body}");
-    assert_eq!(server.all_events().len(), 45);
+    assert_eq!(server.client_events().len(), 45);
 }
 
 #[test]
@@ -114,7 +114,7 @@ fn a_batch_and_the_cloudevents_binding() {
     let (status, body) = server.post("/v1/cdevents", &json!([deployed, broken]));
     assert_eq!(status, 400, "{body}");
     assert_eq!((body["field"].as_str(), body["index"].as_u64()), (Some("subject.content.environment"), Some(1)));
-    assert!(server.all_events().is_empty(), "a refused batch records nothing");
+    assert!(server.client_events().is_empty(), "a refused batch records nothing");
     let (status, body) = server.post("/v1/cdevents", &json!([deployed, incident]));
     assert_eq!(status, 201, "{body}");
     assert_eq!(body.as_array().unwrap().len(), 2);
@@ -227,7 +227,7 @@ fn oversized_bodies_are_refused() {
         payload.as_bytes(),
     );
     assert_eq!((status, body["error"].as_str()), (413, Some("body_too_large")), "{body}");
-    assert!(server.all_events().is_empty());
+    assert!(server.client_events().is_empty());
 }
 
 /// Ledger events exported as CDEvents are valid CDEvents another shiplog
@@ -252,7 +252,7 @@ fn the_ledger_exports_as_cdevents() {
     let cd = fixture("cdevents", "ticket_created");
     assert_eq!(server.post("/v1/cdevents", &cd).0, 201);
 
-    let (status, page) = server.get("/v1/events?format=cdevents&limit=100");
+    let (status, page) = server.get(&format!("/v1/events?format=cdevents&limit=100&after={}", server.base - 1));
     assert_eq!(status, 200, "{page}");
     let exported = page["events"].as_array().unwrap().clone();
     assert_eq!(exported.len(), 5);
@@ -261,7 +261,7 @@ fn the_ledger_exports_as_cdevents() {
     assert_eq!(exported[3]["context"]["type"], "dev.cdeventsx.shiplog-flag.changed.0.1.0");
     let (status, _, text) = server.get_text("/v1/events?format=cdevents", "application/x-ndjson");
     assert_eq!(status, 200);
-    assert_eq!(text.lines().count(), 5);
+    assert_eq!(text.lines().count(), 5 + server.base as usize, "the whole ledger");
     let (status, body) = server.get("/v1/events?format=xml");
     assert_eq!((status, body["field"].as_str()), (400, Some("format")));
 
@@ -270,7 +270,7 @@ fn the_ledger_exports_as_cdevents() {
     assert_eq!(status, 201, "{body}");
     let types: Vec<&str> = body.as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["commit.pushed", "deployment.succeeded", "incident.opened", "flag.changed", "cdevent.received"]);
-    let imported = other.all_events();
+    let imported = other.client_events();
     for (original, copy) in natives.iter().zip(&imported) {
         for (k, v) in original["data"].as_object().unwrap() {
             assert_eq!(&copy["data"][k], v, "{k}");
@@ -353,7 +353,7 @@ fn github_push_to_deployment_gives_a_lead_time() {
     assert_eq!((status, types(&body)), (201, vec!["deployment.failed".to_owned()]), "{body}");
 
     // What was recorded.
-    let events = server.all_events();
+    let events = server.client_events();
     let find = |t: &str| events.iter().find(|e| e["type"] == t).unwrap().clone();
     let merged = find("change.merged");
     assert_eq!(merged["data"]["repo"], "acme/payments");
@@ -394,7 +394,7 @@ fn github_push_to_deployment_gives_a_lead_time() {
 
     // A redelivery (GitHub's "Redeliver") records nothing new; nor does the
     // same signed payload replayed under another delivery id.
-    let before = server.all_events().len();
+    let before = server.client_events().len();
     for delivery in ["d-status", "d-status-replayed"] {
         let (status, body) = gh.fixture("deployment_status", "created", delivery);
         assert_eq!(status, 200, "{body}");
@@ -403,7 +403,7 @@ fn github_push_to_deployment_gives_a_lead_time() {
     }
     let (status, body) = gh.fixture("push", "", "d-push-again");
     assert_eq!((status, body["recorded"][1]["duplicate"].as_bool()), (200, Some(true)), "{body}");
-    assert_eq!(server.all_events().len(), before);
+    assert_eq!(server.client_events().len(), before);
 }
 
 #[test]
@@ -440,7 +440,7 @@ fn github_deliveries_that_are_not_recorded() {
         tampered.as_bytes(),
     );
     assert_eq!(status, 401);
-    assert!(server.all_events().is_empty(), "refused deliveries record nothing");
+    assert!(server.client_events().is_empty(), "refused deliveries record nothing");
 
     // Signed, but not JSON: 400.
     let junk = b"{not json";
@@ -472,7 +472,7 @@ fn github_deliveries_that_are_not_recorded() {
             assert!(status == 200 || status == 202 || status == 400, "{event} {payload}: {status} {answer}");
         }
     }
-    assert!(server.all_events().is_empty());
+    assert!(server.client_events().is_empty());
 
     // Form-encoded deliveries (GitHub's other content type) are read too.
     let payload = fixture("github", "push").to_string();
@@ -535,7 +535,7 @@ fn gitlab_hooks() {
     let (status, body) = hook("Deployment Hook", "deployment.failed", "k-dep-2", token);
     assert_eq!((status, types(&body)), (201, vec!["deployment.failed".to_owned()]), "{body}");
 
-    let events = server.all_events();
+    let events = server.client_events();
     let merged = events.iter().find(|e| e["type"] == "change.merged").unwrap();
     assert_eq!(merged["data"]["repo"], "acme/ledger-api");
     assert_eq!(merged["data"]["number"], 7);
@@ -552,7 +552,7 @@ fn gitlab_hooks() {
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_signature")), "{body}");
     let (status, body) = hook("Issue Hook", "push", "k-issue", token);
     assert_eq!((status, body["ignored"].as_bool()), (202, Some(true)), "{body}");
-    assert_eq!(server.all_events().len(), events.len());
+    assert_eq!(server.client_events().len(), events.len());
     assert!(!server.log().contains(token), "the token is never logged");
 
     // No token; a body that is not JSON; odd payloads: 401, 400, never 5xx.
@@ -592,7 +592,7 @@ fn gitlab_hooks() {
     );
     assert_eq!(status, 201, "{body}");
     let merged =
-        server.all_events().into_iter().find(|e| e["type"] == "change.merged" && e["data"]["number"] == 8).unwrap();
+        server.client_events().into_iter().find(|e| e["type"] == "change.merged" && e["data"]["number"] == 8).unwrap();
     assert_eq!(merged["data"]["mergeSha"], ff["object_attributes"]["last_commit"]["id"]);
 
     let plain = Server::start();
@@ -663,7 +663,7 @@ fn more_of_the_cloudevents_binding_and_cdevents() {
     let (status, body) = server.post("/v1/cdevents", &json!([d, r]));
     assert_eq!(status, 201, "{body}");
     assert_eq!(body[1]["type"], "deployment.rolledback", "{body}");
-    let events = server.all_events();
+    let events = server.client_events();
     let rollback = events.iter().find(|e| e["type"] == "deployment.rolledback").unwrap();
     assert_eq!(rollback["data"]["deploymentId"], "d-then-rolled-back");
 

@@ -20,30 +20,34 @@ fn an_event_is_appended_and_read_back() {
     let (status, receipt) = server.post("/v1/events", &sent);
     assert_eq!(status, 201, "{receipt}");
     assert_eq!(receipt["id"], sent["id"]);
-    assert_eq!(receipt["seq"], 0);
+    let b = server.base;
+    assert_eq!(receipt["seq"], b);
     assert_eq!(receipt["stream"], "deploy/checkout/production");
     assert_eq!(receipt["streamVersion"], 0);
     assert_eq!(receipt["duplicate"], false);
 
     let (status, batch) = server.post("/v1/events", &json!([commit("abcdef1"), commit("abcdef2")]));
     assert_eq!(status, 201);
-    assert_eq!(batch.as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        batch.as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect::<Vec<_>>(),
+        [b + 1, b + 2]
+    );
 
-    let (status, page) = server.get("/v1/events?after=-1");
+    let (status, page) = server.get(&format!("/v1/events?after={}", b - 1));
     assert_eq!(status, 200);
     let events = page["events"].as_array().unwrap();
     assert_eq!(events.len(), 3);
-    assert_eq!(page["nextAfter"], 2);
+    assert_eq!(page["nextAfter"], b + 2);
     let first = &events[0];
     for field in ["id", "type", "occurredAt", "actor", "source", "data"] {
         assert_eq!(first[field], sent[field], "field {field}");
     }
     assert_eq!(first["recordedAt"], receipt["recordedAt"]);
-    assert_eq!(first["recordedBy"], "anonymous");
+    assert_eq!(first["recordedBy"], "admin", "the token's name");
 
-    let (_, page) = server.get("/v1/events?after=0&type=commit.pushed&limit=1");
+    let (_, page) = server.get(&format!("/v1/events?after={b}&type=commit.pushed&limit=1"));
     assert_eq!(page["events"].as_array().unwrap().len(), 1);
-    assert_eq!(page["events"][0]["seq"], 1);
+    assert_eq!(page["events"][0]["seq"], b + 1);
 
     let (status, stream) = server.get("/v1/streams/repo/shop/web");
     assert_eq!(status, 200, "{stream}");
@@ -51,10 +55,10 @@ fn an_event_is_appended_and_read_back() {
     assert_eq!(stream["events"].as_array().unwrap().len(), 2);
     assert_eq!(stream["nextFrom"], 2);
 
-    let (status, ct, body) = server.get_text("/v1/events", "application/x-ndjson");
+    let (status, ct, body) = server.get_text(&format!("/v1/events?after={}", b - 1), "application/x-ndjson");
     assert_eq!((status, ct.as_str()), (200, "application/x-ndjson"));
     let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(lines.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [b, b + 1, b + 2]);
 
     let (status, body) = server.get("/v1/streams/deploy/nothing/here");
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
@@ -79,7 +83,7 @@ fn a_retry_is_idempotent_and_a_reused_id_conflicts() {
     assert_eq!(status, 409, "{err}");
     assert_eq!(err["error"], "id_conflict");
     assert_eq!(err["id"], sent["id"]);
-    assert_eq!(server.all_events().len(), 1);
+    assert_eq!(server.client_events().len(), 1);
 }
 
 #[test]
@@ -122,10 +126,10 @@ fn a_batch_with_one_bad_event_records_nothing() {
     assert_eq!(status, 409, "{err}");
     assert_eq!(err["index"], 1);
 
-    let events = server.all_events();
+    let events = server.client_events();
     assert_eq!(events.len(), 1, "only the first, single event is recorded");
     let (_, receipt) = server.post("/v1/events", &commit("abcdef6"));
-    assert_eq!(receipt["seq"], 1, "no gap where the failed batches were");
+    assert_eq!(receipt["seq"], server.base + 1, "no gap where the failed batches were");
 }
 
 /// Given a request, the server answers with this status, error code and
@@ -209,7 +213,7 @@ fn bad_input_gets_a_clear_4xx() {
         assert!((400..500).contains(&status), "{path}: {status}");
         assert_eq!(err["error"], code, "{path}: {err}");
     }
-    assert!(server.all_events().is_empty(), "no bad input recorded anything");
+    assert!(server.client_events().is_empty(), "no bad input recorded anything");
     assert_eq!(server.get("/readyz").0, 200);
 }
 
@@ -231,9 +235,10 @@ fn concurrent_appenders_get_exactly_the_seqs_0_to_199() {
         .collect();
     let mut seqs: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, (0..200).collect::<Vec<_>>());
-    let stored: Vec<u64> = server.all_events().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(stored, (0..200).collect::<Vec<_>>());
+    let b = server.base;
+    assert_eq!(seqs, (b..b + 200).collect::<Vec<_>>());
+    let stored: Vec<u64> = server.client_events().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(stored, (b..b + 200).collect::<Vec<_>>());
 }
 
 #[test]
@@ -243,15 +248,15 @@ fn a_restart_keeps_everything() {
     for i in 0..5 {
         assert_eq!(server.post("/v1/events", &deployment(&format!("svc-{i}"))).0, 201);
     }
-    let before = server.all_events();
+    let before = server.client_events();
     server.signal(libc::SIGTERM);
     assert!(server.wait(30).success(), "a SIGTERM stops the server cleanly");
     drop(server);
 
     let server = Server::start_in(dir.path(), &[]);
-    assert_eq!(server.all_events(), before);
+    assert_eq!(server.client_events(), before);
     let (_, receipt) = server.post("/v1/events", &deployment("svc-0"));
-    assert_eq!((receipt["seq"].as_u64(), receipt["streamVersion"].as_u64()), (Some(5), Some(1)));
+    assert_eq!((receipt["seq"].as_u64(), receipt["streamVersion"].as_u64()), (Some(server.base + 5), Some(1)));
 }
 
 /// Appenders hammer the server while it is stopped; returns the ids that
@@ -347,7 +352,7 @@ fn shiplog_record_appends_from_flags_files_and_stdin() {
             .arg("record")
             .args(["--server", &server.url])
             .args(args)
-            .env_remove("SHIPLOG_TOKEN")
+            .env("SHIPLOG_TOKEN", common::ADMIN_TOKEN)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -364,7 +369,10 @@ fn shiplog_record_appends_from_flags_files_and_stdin() {
     let (code, out, err) = record(&["--type", "deployment.succeeded", "--actor", "ci-bot", "--data", data], None);
     assert_eq!(code, Some(0), "{err}");
     let receipt: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((receipt["seq"].as_u64(), receipt["stream"].as_str()), (Some(0), Some("deploy/checkout/production")));
+    assert_eq!(
+        (receipt["seq"].as_u64(), receipt["stream"].as_str()),
+        (Some(server.base), Some("deploy/checkout/production"))
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("events.ndjson");
@@ -384,7 +392,7 @@ fn shiplog_record_appends_from_flags_files_and_stdin() {
     assert_eq!(code, Some(1));
     assert!(err.contains("--data is not valid JSON"), "{err}");
 
-    assert_eq!(server.all_events().len(), 4);
+    assert_eq!(server.client_events().len(), 4);
     let invalid = event("commit.pushed", json!({}));
     assert_eq!(server.post("/v1/events", &invalid).0, 400);
 }

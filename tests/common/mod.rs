@@ -2,6 +2,8 @@
 //! binary, on port 0, against a fresh data directory, spoken to over HTTP.
 
 #![allow(dead_code)]
+// ureq's own error type, returned as its middleware must.
+#![allow(clippy::result_large_err)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,10 +15,18 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_shiplog");
 
+/// The admin token every test server starts with (`SHIPLOG_ADMIN_TOKEN`);
+/// [`Server::agent`] sends it unless a request names its own.
+pub const ADMIN_TOKEN: &str = "slt_test-admin-token-0123456789abcdef0123";
+
 pub struct Server {
     child: Child,
     pub url: String,
     pub data_dir: PathBuf,
+    /// How many events the server recorded for itself before any client
+    /// (the access policy's activation, the admin token, the gates'
+    /// activation): the first client event's seq.
+    pub base: u64,
     /// Keeps a fresh data directory alive for the test's duration.
     _temp: Option<tempfile::TempDir>,
 }
@@ -37,8 +47,14 @@ impl Server {
 
     /// A server on the store in `data_dir` (to restart on the same ledger).
     pub fn start_in(data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_env(data_dir, args, &[("SHIPLOG_ADMIN_TOKEN", Some(ADMIN_TOKEN))])
+    }
+
+    /// The same, with these environment variables set (`Some`) or removed.
+    pub fn start_env(data_dir: &Path, args: &[&str], env: &[(&str, Option<&str>)]) -> Server {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -46,13 +62,15 @@ impl Server {
             .arg(data_dir)
             .args(args)
             .env("SHIPLOG_LOG_FORMAT", "json")
-            .env_remove("SHIPLOG_CONFIG")
-            .current_dir(data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .env_remove("SHIPLOG_CONFIG");
+        for (key, value) in env {
+            match value {
+                Some(v) => command.env(key, v),
+                None => command.env_remove(key),
+            };
+        }
+        let mut child =
+            command.current_dir(data_dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -71,11 +89,58 @@ impl Server {
                 panic!("shiplog serve did not start within 30 s; its log:\n{log}");
             }
         };
-        Server { child, url, data_dir: data_dir.to_owned(), _temp: None }
+        let mut server = Server { child, url, data_dir: data_dir.to_owned(), base: 0, _temp: None };
+        // With the test admin token (when the server was given it).
+        if Self::agent().get(&format!("{}/v1/events?limit=1", server.url)).call().is_ok() {
+            server.base = server.all_events().iter().take_while(|e| is_bootstrap(e)).count() as u64;
+        }
+        server
     }
 
+    /// Every event but those the server records for itself when it starts
+    /// (policy activations, the admin token).
+    pub fn client_events(&self) -> Vec<Value> {
+        self.all_events().into_iter().filter(|e| !is_bootstrap(e)).collect()
+    }
+
+    /// An HTTP client that authenticates as the admin, unless a request
+    /// sets its own `Authorization`.
     pub fn agent() -> ureq::Agent {
+        ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .middleware(|req: ureq::Request, next: ureq::MiddlewareNext<'_>| {
+                let req = if req.header("Authorization").is_none() {
+                    req.set("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+                } else {
+                    req
+                };
+                next.handle(req)
+            })
+            .build()
+    }
+
+    /// An HTTP client that sends no token of its own.
+    pub fn bare_agent() -> ureq::Agent {
         ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build()
+    }
+
+    /// A request with this token (or none): the status and the JSON answer.
+    pub fn call_as(&self, token: Option<&str>, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut req = Self::bare_agent().request(method, &format!("{}{path}", self.url));
+        if let Some(token) = token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        match body {
+            Some(body) => answer(req.set("Content-Type", "application/json").send_string(&body.to_string())),
+            None => answer(req.call()),
+        }
+    }
+
+    /// Make a token with this role through the admin API; its secret.
+    pub fn token(&self, name: &str, role: &str) -> String {
+        let (status, body) = self.post("/v1/tokens", &json!({"name": name, "role": role}));
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().unwrap().to_owned()
     }
 
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -200,4 +265,10 @@ pub fn commit(sha: &str) -> Value {
         "commit.pushed",
         json!({"repo": "shop/web", "sha": sha, "author": "u-7", "authoredAt": "2026-11-19T08:00:00Z", "branch": "main"}),
     )
+}
+
+/// An event the server records for itself on start.
+pub fn is_bootstrap(e: &Value) -> bool {
+    e["recordedBy"] == "shiplog"
+        && matches!(e["type"].as_str(), Some("policy.activated" | "token.created" | "token.revoked"))
 }

@@ -771,6 +771,9 @@ fn d1(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The benchmarks' server's admin token (a throwaway ledger).
+const BENCH_TOKEN: &str = "slt_benchmark-token-for-a-throwaway-ledger";
+
 /// The real server, in this process on its own thread, on loopback port 0,
 /// with a fixed checkpoint key and, if given, the release gates.
 struct BenchServer {
@@ -801,7 +804,21 @@ impl BenchServer {
                 let shutdown = async move {
                     let _ = stopped.await;
                 };
-                let served = shiplog_server::serve(listener, ledger, Default::default(), shutdown).await;
+                // Every request authenticates (and is authorised by the
+                // access policy) as in production; the per-token rate limit
+                // is off, or it would be what the benchmark measures.
+                let config = shiplog_server::ServerConfig {
+                    auth: shiplog_server::AuthConfig {
+                        admin_token: Some(BENCH_TOKEN.to_owned()),
+                        rate_limit: shiplog_server::RateLimit { per_second: 0, burst: 0 },
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let opened = shiplog_server::auth::Auth::open(&ledger, config.auth.clone())
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let served = shiplog_server::serve(listener, ledger, opened.auth, config, shutdown).await;
                 store.close().await;
                 served
             })
@@ -835,7 +852,7 @@ async fn post_for(
     body: &[u8],
 ) -> std::io::Result<(u16, Vec<u8>)> {
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {BENCH_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();

@@ -94,6 +94,19 @@ impl Client {
     }
 }
 
+impl Client {
+    /// DELETE a path; the JSON answer on success.
+    pub fn delete_json(&self, path: &str) -> Result<Value, ClientError> {
+        let mut req = self.agent.delete(&format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        let resp = answer(&self.base, req.call())?;
+        let text = resp.into_string().map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|_| ClientError::BadAnswer(snippet(&text)))
+    }
+}
+
 /// A response on success; the server's `{error, message}` as an error.
 fn answer(base: &str, result: Result<ureq::Response, ureq::Error>) -> Result<ureq::Response, ClientError> {
     match result {

@@ -29,6 +29,10 @@ pub struct FileConfig {
     pub policies: Option<PathBuf>,
     pub entities: Option<PathBuf>,
     pub origin: Option<String>,
+    pub access_policy: Option<PathBuf>,
+    pub rate_limit: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
+    pub request_timeout_secs: Option<u64>,
 }
 
 impl FileConfig {

@@ -13,6 +13,7 @@ mod generate;
 mod policy;
 mod record;
 mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,8 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Generate a realistic organisation history (NDJSON, or into a store)
     Generate(generate::GenerateArgs),
+    /// Create, list and revoke API tokens (needs an admin token)
+    Token(token::TokenArgs),
     /// Measure the ledger (A1: embedded batch appends; A2: concurrent HTTP appends)
     Bench(bench::BenchArgs),
 }
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Policy(args) => policy::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Token(args) => token::run(args),
     };
     match result {
         Ok(code) => code,

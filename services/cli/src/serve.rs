@@ -73,6 +73,21 @@ pub struct ServeArgs {
     /// The service name on exported spans
     #[arg(long, env = "OTEL_SERVICE_NAME", value_name = "NAME", default_value = "shiplog")]
     otel_service_name: String,
+    /// The API access policy (Cedar, validated against
+    /// schema/access.cedarschema) [default: the built-in
+    /// policies/access/api.cedar]
+    #[arg(long, env = "SHIPLOG_ACCESS_POLICY", value_name = "FILE")]
+    access_policy: Option<PathBuf>,
+    /// Requests per second each API token may make; 0 turns the limit off
+    /// [default: 500]
+    #[arg(long, env = "SHIPLOG_RATE_LIMIT", value_name = "N")]
+    rate_limit: Option<u32>,
+    /// Requests a token may make at once above its rate [default: twice the rate]
+    #[arg(long, env = "SHIPLOG_RATE_LIMIT_BURST", value_name = "N")]
+    rate_limit_burst: Option<u32>,
+    /// Seconds a request may take before it is abandoned with 503 [default: 30]
+    #[arg(long, env = "SHIPLOG_REQUEST_TIMEOUT", value_name = "SECONDS")]
+    request_timeout: Option<u64>,
     /// Log format on stderr [default: text on a terminal, json otherwise]
     #[arg(long, env = "SHIPLOG_LOG_FORMAT", value_parser = ["json", "text"])]
     log_format: Option<String>,
@@ -162,7 +177,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         }
         usable
     });
-    let config = ServerConfig { limits, workers, webhooks, otlp, ..ServerConfig::default() };
+    let auth = auth_config(
+        args.access_policy.or(file.access_policy),
+        args.rate_limit.or(file.rate_limit),
+        args.rate_limit_burst.or(file.rate_limit_burst),
+        args.request_timeout.or(file.request_timeout_secs),
+    )?;
+    let config = ServerConfig { limits, workers, webhooks, otlp, auth, ..ServerConfig::default() };
     actix_web::rt::System::new().block_on(async move {
         let signed_before = match store.latest_checkpoint().await {
             Ok(cp) => cp.map(|cp| cp.size),
@@ -191,12 +212,26 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
                 return Err(format!("the release gates cannot start: {e}"));
             }
         }
+        let opened = match shiplog_server::auth::Auth::open(&ledger, config.auth.clone()).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
+        };
+        if let Some(secret) = &opened.generated_admin_token {
+            // Straight to the terminal, never through the log: shown once.
+            eprintln!(
+                "\nshiplog: no admin token existed, so one was made. It is shown this once; keep it as a secret:\n\n    {secret}\n\nUse it as SHIPLOG_TOKEN to make tokens for pipelines and auditors: shiplog token create --role pipeline --name ci-main\n"
+            );
+        }
         tracing::info!(%addr, store = ?store_url, "shiplog listening");
         // One plain line on stdout, for people and for scripts that started
         // the server on port 0 and need to know where it is.
         println!("shiplog listening on http://{addr}");
         let _ = std::io::stdout().flush();
-        let served = shiplog_server::serve(listener, ledger, config, shiplog_server::termination_signal()).await;
+        let served =
+            shiplog_server::serve(listener, ledger, opened.auth, config, shiplog_server::termination_signal()).await;
         store.close().await;
         tracing::info!("shiplog stopped");
         served.map_err(|e| format!("the server failed: {e}"))
@@ -270,4 +305,45 @@ fn write_secret(path: &Path, text: &str) -> Result<(), String> {
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Tokens, access policy, rate limit and timeout from flags and file. The
+/// bootstrap admin token comes only from the environment
+/// (`SHIPLOG_ADMIN_TOKEN`): a flag's value would show in the process list.
+fn auth_config(
+    access_policy: Option<PathBuf>,
+    rate_limit: Option<u32>,
+    burst: Option<u32>,
+    request_timeout: Option<u64>,
+) -> Result<shiplog_server::AuthConfig, String> {
+    let defaults = shiplog_server::AuthConfig::default();
+    let access_policy = match access_policy {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read the access policy {}: {e}; check --access-policy", path.display()))?;
+            Some(vec![shiplog_policy::SourceFile { name: path.display().to_string(), text }])
+        }
+    };
+    let per_second = rate_limit.unwrap_or(defaults.rate_limit.per_second);
+    let burst = burst.unwrap_or_else(|| per_second.saturating_mul(2));
+    if per_second > 0 && burst == 0 {
+        return Err("--rate-limit-burst must be at least 1 while a rate limit is on".into());
+    }
+    let request_timeout = request_timeout.unwrap_or(defaults.request_timeout.as_secs());
+    if request_timeout == 0 {
+        return Err("--request-timeout must be at least 1 second".into());
+    }
+    let admin_token = match std::env::var("SHIPLOG_ADMIN_TOKEN") {
+        Ok(t) if !t.is_empty() => Some(t),
+        Ok(_) => None,
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => return Err("SHIPLOG_ADMIN_TOKEN is not valid UTF-8".into()),
+    };
+    Ok(shiplog_server::AuthConfig {
+        admin_token,
+        access_policy,
+        rate_limit: shiplog_server::RateLimit { per_second, burst },
+        request_timeout: std::time::Duration::from_secs(request_timeout),
+    })
 }

@@ -194,7 +194,7 @@ impl GateFacts {
                     reviews.insert(reviewer, r.state);
                 }
             }
-            EventData::PolicyActivated(p) => self.policy_hash = Some(p.policy_set_hash.to_string()),
+            EventData::PolicyActivated(p) if p.is_gates() => self.policy_hash = Some(p.policy_set_hash.to_string()),
             _ => {}
         }
     }

@@ -6,6 +6,7 @@
 //! gathered. The server builds a [`GateContext`] from the ledger, the
 //! directory and its clock, and asks [`PolicyEngine::decide`].
 
+pub mod access;
 mod window;
 
 use std::collections::{BTreeMap, HashMap};

@@ -30,6 +30,11 @@ pub enum Code {
     VersionConflict,
     NotFound,
     MethodNotAllowed,
+    Unauthenticated,
+    Forbidden,
+    RateLimited,
+    Timeout,
+    TokenExists,
     StoreUnavailable,
     IntegrityFailure,
     Internal,
@@ -58,6 +63,11 @@ impl Code {
             Code::VersionConflict => "version_conflict",
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
+            Code::Unauthenticated => "unauthenticated",
+            Code::Forbidden => "forbidden",
+            Code::RateLimited => "rate_limited",
+            Code::Timeout => "timeout",
+            Code::TokenExists => "token_exists",
             Code::StoreUnavailable => "store_unavailable",
             Code::IntegrityFailure => "integrity_failure",
             Code::Internal => "internal",
@@ -75,8 +85,11 @@ impl Code {
             | Code::InvalidRequest
             | Code::UnknownPrincipal
             | Code::InvalidPayload => StatusCode::BAD_REQUEST,
-            Code::InvalidSignature => StatusCode::UNAUTHORIZED,
-            Code::WebhookDisabled => StatusCode::FORBIDDEN,
+            Code::InvalidSignature | Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::WebhookDisabled | Code::Forbidden => StatusCode::FORBIDDEN,
+            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            Code::TokenExists => StatusCode::CONFLICT,
             Code::InvalidPolicy => StatusCode::UNPROCESSABLE_ENTITY,
             Code::GatesUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -153,8 +166,18 @@ impl ResponseError for ApiError {
         body.insert("message".into(), json!(self.message));
         body.extend(self.details.clone());
         let mut response = HttpResponse::build(self.status_code());
-        if self.code == Code::StoreUnavailable {
-            response.insert_header(("Retry-After", "1"));
+        match self.code {
+            Code::StoreUnavailable | Code::Timeout => {
+                response.insert_header(("Retry-After", "1"));
+            }
+            Code::RateLimited => {
+                let secs = self.details.get("retryAfterSeconds").and_then(Value::as_u64).unwrap_or(1);
+                response.insert_header(("Retry-After", secs.to_string()));
+            }
+            Code::Unauthenticated => {
+                response.insert_header(("WWW-Authenticate", "Bearer realm=\"shiplog\""));
+            }
+            _ => {}
         }
         response.json(Value::Object(body))
     }

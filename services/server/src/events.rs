@@ -10,14 +10,10 @@ use shiplog_store::{MAX_READ_LIMIT, ReadQuery};
 
 use crate::{ApiError, AppState, Code};
 
-/// Who recorded what this request appends. Until API tokens exist every
-/// request is recorded as `anonymous`.
-pub(crate) fn recorded_by(_req: &HttpRequest) -> &'static str {
-    ANONYMOUS
+/// Who recorded what this request appends: its token's name.
+pub(crate) fn recorded_by(req: &HttpRequest) -> String {
+    crate::auth::recorded_by(req)
 }
-
-/// The name events are recorded by until API tokens exist.
-pub(crate) const ANONYMOUS: &str = "anonymous";
 
 /// Append one event (a JSON object) or a batch (a JSON array), all or
 /// nothing. 201 with the receipt(s) when anything new was recorded; 200 when
@@ -37,7 +33,7 @@ pub async fn append(
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(Code::InvalidJson, format!("the request body is not valid JSON: {e}")))?;
     let single = !value.is_array();
-    let receipts = record(&state, value, recorded_by(&req)).await?;
+    let receipts = record(&state, value, &recorded_by(&req)).await?;
     let mut response = if receipts.iter().all(|r| r.duplicate) { HttpResponse::Ok() } else { HttpResponse::Created() };
     Ok(match (single, receipts.first()) {
         (true, Some(receipt)) => response.json(receipt),

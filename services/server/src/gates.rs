@@ -130,7 +130,7 @@ fn load(config: &PolicyConfig) -> Result<PolicyEngine, String> {
     PolicyEngine::load(&sources).map_err(|e| e.to_string())
 }
 
-fn server_event(id: uuid::Uuid, kind: &str, actor: &str, data: Value) -> Result<NewEvent, String> {
+pub(crate) fn server_event(id: uuid::Uuid, kind: &str, actor: &str, data: Value) -> Result<NewEvent, String> {
     let raw = json!({
         "id": id.to_string(),
         "type": kind,
@@ -327,12 +327,12 @@ pub async fn decide(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
-    Ok(HttpResponse::Ok().json(decide_body(&state, &body).await?))
+    Ok(HttpResponse::Ok().json(decide_body(&state, &body, &crate::auth::recorded_by(&req)).await?))
 }
 
 /// Decide a request (its JSON body), record the decision, and return the
 /// answer: the one way to decide, over REST and GraphQL.
-pub(crate) async fn decide_body(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) async fn decide_body(state: &AppState, body: &[u8], recorded_by: &str) -> Result<Value, ApiError> {
     let gates = state.ledger.gates.as_ref().ok_or_else(|| {
         ApiError::new(Code::GatesUnavailable, "no policies are loaded; start shiplog with --policies DIR")
     })?;
@@ -400,7 +400,7 @@ pub(crate) async fn decide_body(state: &AppState, body: &[u8]) -> Result<Value, 
     }
     let event = server_event(decision_id, "decision.recorded", &request.principal, data)
         .map_err(|m| ApiError::new(Code::Internal, m))?;
-    let receipt = state.append(vec![event], SERVER).await?;
+    let receipt = state.append(vec![event], recorded_by).await?;
     state.metrics.count_decision(action.as_str(), decision.word());
     let seq = receipt.first().map(|r| r.seq);
     let mut answer = json!({

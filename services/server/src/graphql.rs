@@ -71,28 +71,77 @@ pub async fn post(
             format!("the body is not a GraphQL request (JSON with `query` and optional `variables`): {e}"),
         )
     })?;
+    let request = match crate::auth::caller(&req) {
+        Some(caller) => request.data(caller),
+        None => request,
+    };
     let mut response = schema.execute(request).await;
     // Errors from parsing, validation and limits come without a code: they
     // are all the query's fault.
+    let mut forbidden = !response.errors.is_empty();
     for e in &mut response.errors {
         let ext = e.extensions.get_or_insert_with(Default::default);
         if ext.get("code").is_none() {
             ext.set("code", Code::InvalidQuery.as_str());
         }
+        forbidden &= matches!(ext.get("code"), Some(async_graphql::Value::String(c)) if c == Code::Forbidden.as_str());
+    }
+    // Refused outright, with nothing to show: 403, as REST answers.
+    let nothing = match &response.data {
+        async_graphql::Value::Null => true,
+        async_graphql::Value::Object(fields) => fields.values().all(|v| *v == async_graphql::Value::Null),
+        _ => false,
+    };
+    if forbidden && nothing {
+        return Ok(HttpResponse::Forbidden().json(response));
     }
     Ok(HttpResponse::Ok().json(response))
 }
 
 /// GET: a WebSocket upgrade starts a subscription (graphql-transport-ws or
 /// the older graphql-ws protocol); anything else gets GraphiQL.
+///
+/// A subscriber authenticates with the upgrade request's
+/// `Authorization: Bearer` header or, as browsers must, with
+/// `{"Authorization": "Bearer …"}` (or `{"token": "…"}`) in its
+/// `connection_init` payload; a connection with neither is closed.
 pub async fn get(
     schema: web::Data<ShiplogSchema>,
+    state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
     let upgrade = req.headers().get("upgrade").and_then(|v| v.to_str().ok()).unwrap_or("");
     if upgrade.eq_ignore_ascii_case("websocket") {
-        return GraphQLSubscription::new(Schema::clone(&schema)).start(&req, payload);
+        let from_header = crate::auth::caller(&req);
+        return GraphQLSubscription::new(Schema::clone(&schema))
+            .on_connection_init(move |payload: Value| async move {
+                let mut data = async_graphql::Data::default();
+                let token = payload
+                    .get("Authorization")
+                    .or_else(|| payload.get("authorization"))
+                    .and_then(Value::as_str)
+                    .and_then(|v| v.trim().split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, t)| t.trim().to_owned())
+                    .or_else(|| payload.get("token").and_then(Value::as_str).map(str::to_owned));
+                let caller = match token {
+                    Some(secret) => Some(state.auth.authenticate(&secret).map_err(|_| {
+                        async_graphql::Error::new("the token in connection_init is not valid (unknown or revoked)")
+                    })?),
+                    None => from_header,
+                };
+                match caller {
+                    Some(caller) => {
+                        data.insert(caller);
+                        Ok(data)
+                    }
+                    None => Err(async_graphql::Error::new(
+                        "subscriptions need an API token: send {\"Authorization\": \"Bearer <token>\"} in connection_init",
+                    )),
+                }
+            })
+            .start(&req, payload);
     }
     Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(GRAPHIQL))
 }
@@ -559,6 +608,7 @@ impl EventConnection {
     /// How many events match the filter in all (counted in memory).
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<u64>> {
         let Some(filter) = &self.filter else { return Ok(None) };
+        crate::auth::require(ctx, crate::auth::ApiAction::Read)?;
         let state = state(ctx)?;
         let views = state.ledger.projections.read().map_err(api)?;
         Ok(Some(views.index.count(filter)))
@@ -718,6 +768,7 @@ pub struct Query;
 impl Query {
     /// DORA figures for a service, team or everyone in one environment.
     async fn dora(&self, ctx: &Context<'_>, filter: Option<DoraFilter>) -> async_graphql::Result<Dora> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Read)?;
         let state = fresh(ctx).await?;
         let f = filter.unwrap_or_default();
         let scope = scope(state, &f.service, &f.team, &f.environment)?;
@@ -768,6 +819,7 @@ impl Query {
     /// attempt failure rate. Builds belong to no environment; a pipeline's
     /// service is learnt from the artifacts it publishes.
     async fn pipeline(&self, ctx: &Context<'_>, filter: Option<DoraFilter>) -> async_graphql::Result<PipelineFigures> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Read)?;
         let state = fresh(ctx).await?;
         let f = filter.unwrap_or_default();
         let scope = scope(state, &f.service, &f.team, &f.environment)?;
@@ -795,6 +847,7 @@ impl Query {
         #[graphql(desc = "Page size, 1 to 500 (default 50).")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<EventConnection> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Read)?;
         let state = fresh(ctx).await?;
         let filter = filter.unwrap_or_default().to_core()?;
         let first = page_size(first)?;
@@ -811,6 +864,7 @@ impl Query {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<EventConnection> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Read)?;
         let state = fresh(ctx).await?;
         let f = filter.unwrap_or_default();
         let core = CoreDecisionFilter {
@@ -832,6 +886,7 @@ impl Query {
     /// it, builds, tests and scans, artifacts, approvals, gate decisions,
     /// deployments, canaries, rollbacks and incidents.
     async fn trace(&self, ctx: &Context<'_>, commit: String) -> async_graphql::Result<Evidence> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Read)?;
         let state = fresh(ctx).await?;
         let sha = commit.trim().to_ascii_lowercase();
         let e = state.ledger.projections.read().map_err(api)?.index.trace(&sha);
@@ -841,6 +896,7 @@ impl Query {
     /// One deployment by its `deploymentId`, with its evidence; null when no
     /// event names it.
     async fn deployment(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<DeploymentDetail>> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Read)?;
         let state = fresh(ctx).await?;
         let (summary, e) = {
             let views = state.ledger.projections.read().map_err(api)?;
@@ -863,6 +919,7 @@ impl Query {
         filter: Option<DoraFilter>,
         #[graphql(desc = "At most this many, 1 to 500 (default 50).")] first: Option<i32>,
     ) -> async_graphql::Result<Vec<DeploymentSummary>> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Read)?;
         let state = fresh(ctx).await?;
         let f = filter.unwrap_or_default();
         let scope = scope(state, &f.service, &f.team, &f.environment)?;
@@ -883,6 +940,7 @@ impl Query {
         from_version: String,
         to_version: String,
     ) -> async_graphql::Result<ReleaseNotes> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Read)?;
         let state = fresh(ctx).await?;
         let (deployments, commits, changes, approvals) = {
             let views = state.ledger.projections.read().map_err(api)?;
@@ -916,6 +974,7 @@ impl Query {
 
     /// The latest signed checkpoint of the whole ledger.
     async fn checkpoint(&self, ctx: &Context<'_>) -> async_graphql::Result<Checkpoint> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Prove)?;
         let state = fresh(ctx).await?;
         let cp = state.ledger.checkpoint().await.map_err(api)?;
         let problem = state.ledger.integrity();
@@ -956,8 +1015,10 @@ impl Mutation {
     /// Record one event (an object) or a batch (an array) in the native
     /// envelope, all or nothing: exactly as `POST /v1/events`.
     async fn record_events(&self, ctx: &Context<'_>, events: Json<Value>) -> async_graphql::Result<Vec<Receipt>> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Record)?;
         let state = state(ctx)?;
-        let receipts = crate::events::record(state, events.0, crate::events::ANONYMOUS).await.map_err(api)?;
+        let receipts =
+            crate::events::record(state, events.0, &crate::auth::graphql_recorded_by(ctx)).await.map_err(api)?;
         Ok(receipts
             .into_iter()
             .map(|r| Receipt {
@@ -975,9 +1036,10 @@ impl Mutation {
     /// Ask the release gates, exactly as `POST /v1/decisions` (the same
     /// request and answer); the decision is recorded in the ledger.
     async fn decide(&self, ctx: &Context<'_>, request: Json<Value>) -> async_graphql::Result<Json<Value>> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Decide)?;
         let state = state(ctx)?;
         let body = serde_json::to_vec(&request.0).map_err(|e| gql_error(Code::Internal, e.to_string()))?;
-        Ok(Json(crate::gates::decide_body(state, &body).await.map_err(api)?))
+        Ok(Json(crate::gates::decide_body(state, &body, &crate::auth::graphql_recorded_by(ctx)).await.map_err(api)?))
     }
 }
 
@@ -995,6 +1057,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         filter: Option<EventFilter>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Event>> + use<>> {
+        crate::auth::require(ctx, crate::auth::ApiAction::Read)?;
         let state = state(ctx)?;
         let filter = filter.unwrap_or_default();
         let types = event_types(&filter.types)?;

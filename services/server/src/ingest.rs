@@ -429,7 +429,7 @@ async fn respond(
     ingested: Vec<Ingested>,
     single: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let receipts = record(state, recorded_by(req), ingested).await?;
+    let receipts = record(state, &recorded_by(req), ingested).await?;
     let mut response = status_for(&receipts);
     Ok(match (single, receipts.first()) {
         (true, Some(r)) => response.json(r),

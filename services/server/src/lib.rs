@@ -2,6 +2,7 @@
 //! requests into domain values (through `shiplog-core`'s parsers), hands them
 //! to the store, and turns answers and errors back into JSON.
 
+pub mod auth;
 mod error;
 mod events;
 mod gates;
@@ -22,6 +23,7 @@ use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{App, HttpMessage, HttpServer, web};
 
+pub use auth::{AuthConfig, RateLimit};
 pub use error::{ApiError, Code};
 pub use gates::PolicyConfig;
 pub use ingest::Webhooks;
@@ -73,6 +75,8 @@ pub struct ServerConfig {
     pub webhooks: Webhooks,
     /// Where to export traces, if anywhere.
     pub otlp: Option<otlp::OtlpConfig>,
+    /// Tokens, the access policy, the rate limit and the request timeout.
+    pub auth: AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +87,7 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             webhooks: Webhooks::default(),
             otlp: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -95,6 +100,8 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// The trace exporter, when one is configured.
     pub otlp: Option<otlp::Otlp>,
+    /// Tokens, the access policy and the rate limit.
+    pub auth: auth::Auth,
 }
 
 impl AppState {
@@ -134,10 +141,11 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Serve the API on `listener` until `shutdown` completes, then let requests
 /// in flight finish (their appends are acknowledged) and return. The caller
-/// closes the store afterwards.
+/// closes the store afterwards. `auth` comes from [`auth::Auth::open`].
 pub async fn serve(
     listener: TcpListener,
     ledger: Ledger,
+    auth: auth::Auth,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -158,6 +166,7 @@ pub async fn serve(
         webhooks: config.webhooks,
         metrics: metrics::Metrics::default(),
         otlp,
+        auth,
     });
     reload_on_sighup(state.clone());
     let schema = web::Data::new(graphql::schema(Some(state.clone())));
@@ -165,6 +174,38 @@ pub async fn serve(
         App::new()
             .app_data(state.clone())
             .app_data(schema.clone())
+            // Innermost: who is calling, may they, and how long they may take.
+            .wrap_fn(|req, srv| {
+                use actix_web::ResponseError;
+                use futures_util::future::{Either, FutureExt};
+                let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+                    return Either::Left(srv.call(req));
+                };
+                let route = req.match_pattern().unwrap_or_default();
+                if let Err(refusal) = auth::admit(&state.auth, &req, &route) {
+                    let (http, _) = req.into_parts();
+                    let response = actix_web::dev::ServiceResponse::new(http, refusal.error_response());
+                    return Either::Right(futures_util::future::ready(Ok(response)).boxed_local());
+                }
+                let timeout = state.auth.request_timeout;
+                let call = srv.call(req);
+                Either::Right(
+                    async move {
+                        match actix_web::rt::time::timeout(timeout, call).await {
+                            Ok(answer) => answer,
+                            Err(_) => Err(ApiError::new(
+                                Code::Timeout,
+                                format!(
+                                    "the request took longer than {} s and was abandoned; retry (appends are idempotent by id)",
+                                    timeout.as_secs()
+                                ),
+                            )
+                            .into()),
+                        }
+                    }
+                    .boxed_local(),
+                )
+            })
             .wrap_fn(|req, srv| {
                 use tracing::Instrument;
                 let started = Instant::now();
@@ -286,6 +327,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/v1/webhooks/gitlab")
                 .route(web::post().to(ingest::gitlab_webhook))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/tokens")
+                .route(web::post().to(auth::create))
+                .route(web::get().to(auth::list))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/tokens/{name}")
+                .route(web::delete().to(auth::revoke))
                 .default_service(web::to(method_not_allowed)),
         )
         .route("/v1/decisions", web::post().to(gates::decide))

@@ -390,12 +390,29 @@ pub struct PolicyActivated {
     pub policy_set_hash: Name,
     #[serde(default)]
     pub files: Vec<String>,
+    /// Which set: `gates` (the default) or `access` (who may call the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<Name>,
+}
+
+impl PolicyActivated {
+    /// Whether this activation is of the release gates' set.
+    pub fn is_gates(&self) -> bool {
+        self.set.as_ref().is_none_or(|s| s.as_str() == "gates")
+    }
 }
 
 /// `token.created` and `token.revoked` (server only); never the secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenChanged {
+    /// The token's name, unique among live tokens; it becomes the
+    /// `recordedBy` of what the token records.
     pub name: Name,
+    /// `admin`, `pipeline` or `auditor`.
     pub role: Name,
+    /// SHA-256 of the secret, in hex: how the server recognises the token.
+    /// Secrets are 256 random bits, so the digest reveals nothing of them.
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub secret_sha256: String,
 }
