@@ -582,3 +582,59 @@ fn traces_go_to_an_otlp_collector() {
     let first = got.lock().unwrap()[0].1.clone();
     assert_eq!(first["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"], "shiplog");
 }
+
+/// Given a certificate and key, the server speaks HTTPS only; the CLI
+/// reaches it trusting the CA it names, and refuses a server it cannot
+/// verify.
+#[test]
+fn https_with_a_certificate_and_key() {
+    let tls = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tls");
+    let cert = tls.join("server.crt");
+    let key = tls.join("server.key");
+    let server = Server::start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+    let cli = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["token", "list", "--server", &server.url])
+            .args(extra)
+            .env("SHIPLOG_TOKEN", common::ADMIN_TOKEN)
+            .env_remove("SHIPLOG_CA_CERT")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ca = tls.join("ca.crt");
+    let (ok, out, err) = cli(&["--ca-cert", ca.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("admin") && out.contains("live"), "{out}");
+    // The public web's roots do not vouch for a private CA's certificate.
+    let (ok, _, err) = cli(&[]);
+    assert!(!ok);
+    assert!(err.contains("cannot reach") && err.to_lowercase().contains("certificate"), "{err}");
+    let (ok, _, err) = cli(&["--ca-cert", "/nonexistent/ca.pem"]);
+    assert!(!ok);
+    assert!(err.contains("--ca-cert"), "{err}");
+    // Plain HTTP on the HTTPS port gets no answer.
+    let plain = server.url.replacen("https://", "http://", 1);
+    assert!(Server::bare_agent().get(&format!("{plain}/healthz")).call().is_err());
+
+    // Half a configuration, or a key that is not one, stops the server with a message.
+    let out = Command::new(BIN).args(["serve", "--tls-cert", cert.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert", cert.to_str().unwrap(), "--tls-key"])
+        .arg(&ca)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("private key") && err.contains("--tls-key"), "{err}");
+}

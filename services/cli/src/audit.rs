@@ -71,7 +71,7 @@ fn progress(len: u64, what: &str) -> ProgressBar {
 }
 
 pub fn export(args: ExportArgs) -> Result<ExitCode, String> {
-    let client = Client::new(&args.server);
+    let client = Client::new(&args.server)?;
     let note = client.get_text("/v1/checkpoint").map_err(|e| e.to_string())?;
     let (origin, size, root) = read_unverified(&note).map_err(|e| format!("the server's checkpoint: {e}"))?;
 
@@ -283,7 +283,7 @@ fn verify_extension(args: &VerifyArgs, since: &Path, key: &str) -> Result<ExitCo
         Ok(cp) => cp,
         Err(e) => return fail(format!("the kept checkpoint {}: {e}", since.display())),
     };
-    let client = Client::new(&args.server);
+    let client = Client::new(&args.server)?;
     let note = client.get_text("/v1/checkpoint").map_err(|e| e.to_string())?;
     let new = match open_checkpoint(&note, key) {
         Ok(cp) => cp,

@@ -93,7 +93,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, String> {
         context["canary"] = json!({"errorRate": rate, "p95LatencyMs": p95});
     }
     let body = json!({"principal": args.principal, "action": args.action, "resource": resource, "context": context});
-    let client = Client::new(&args.server);
+    let client = Client::new(&args.server)?;
     let answer = match client.post_json("/v1/decisions", &body.to_string()) {
         Ok((_, answer)) => answer,
         Err(ClientError::Refused { code, message, .. }) => return Err(format!("{code}: {message}")),

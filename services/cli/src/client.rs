@@ -17,6 +17,10 @@ pub struct ServerArgs {
     /// Seconds to wait for the server's answer
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub timeout: u64,
+    /// Trust this CA (PEM) for an https:// server, instead of the public
+    /// web's roots: for a server with a private CA's certificate
+    #[arg(long, env = "SHIPLOG_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// A failed exchange with the server, in words a person can act on.
@@ -49,9 +53,18 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(args: &ServerArgs) -> Client {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(args.timeout.max(1))).build();
-        Client { agent, base: args.server.trim_end_matches('/').to_owned(), token: args.token.clone() }
+    /// A client of the server `args` name; an unreadable `--ca-cert` is an
+    /// error that names it.
+    pub fn new(args: &ServerArgs) -> Result<Client, String> {
+        let mut builder = ureq::AgentBuilder::new().timeout(Duration::from_secs(args.timeout.max(1)));
+        if let Some(ca) = &args.ca_cert {
+            builder = builder.tls_config(std::sync::Arc::new(trusting(ca)?));
+        }
+        Ok(Client {
+            agent: builder.build(),
+            base: args.server.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+        })
     }
 
     /// GET a path; the body as text on success.
@@ -127,4 +140,27 @@ fn answer(base: &str, result: Result<ureq::Response, ureq::Error>) -> Result<ure
 fn snippet(text: &str) -> String {
     let t: String = text.chars().take(200).collect();
     if t.is_empty() { "(empty body)".to_owned() } else { t }
+}
+
+/// A TLS client configuration that trusts the certificates in `ca` alone.
+fn trusting(ca: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| {
+        format!("cannot read the CA certificate {}: {e}; check --ca-cert / SHIPLOG_CA_CERT", ca.display())
+    })?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("{} is not valid PEM: {e}", ca.display()))?;
+        roots.add(cert).map_err(|e| format!("{} holds an unusable certificate: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{} holds no certificate (PEM, BEGIN CERTIFICATE); check --ca-cert", ca.display()));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }

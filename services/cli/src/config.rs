@@ -33,6 +33,8 @@ pub struct FileConfig {
     pub rate_limit: Option<u32>,
     pub rate_limit_burst: Option<u32>,
     pub request_timeout_secs: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl FileConfig {

@@ -25,8 +25,15 @@ struct Sources {
 
 #[derive(Subcommand, Debug)]
 enum PolicyCommand {
-    /// Validate the policies (strict mode, against schema/shiplog.cedarschema) and the directory
-    Validate(Sources),
+    /// Validate the policies (strict mode, against schema/shiplog.cedarschema) and the directory,
+    /// and the API access policy (against schema/access.cedarschema)
+    Validate {
+        #[command(flatten)]
+        sources: Sources,
+        /// The API access policy to check [default: DIR/access/api.cedar when it exists]
+        #[arg(long, value_name = "FILE")]
+        access: Option<PathBuf>,
+    },
     /// Run the policy test cases (DIR/tests/*.json)
     Test {
         #[command(flatten)]
@@ -44,7 +51,16 @@ fn load(sources: &Sources) -> Result<PolicyEngine, String> {
 
 pub fn run(args: PolicyArgs) -> Result<ExitCode, String> {
     match args.command {
-        PolicyCommand::Validate(sources) => {
+        PolicyCommand::Validate { sources, access } => {
+            let access = access.or_else(|| Some(sources.policies.join("access/api.cedar")).filter(|p| p.is_file()));
+            if let Some(path) = access {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read the access policy {}: {e}", path.display()))?;
+                let file = shiplog_policy::SourceFile { name: path.display().to_string(), text };
+                let policy = shiplog_policy::access::AccessPolicy::load(&[file])
+                    .map_err(|e| format!("{e}\nthe access policy is invalid; fix the place named above"))?;
+                println!("valid: access policy {}, set {}", path.display(), policy.hash());
+            }
             let engine = load(&sources)?;
             println!(
                 "valid: {} policy files, policy set {}{}",

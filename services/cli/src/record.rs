@@ -63,7 +63,7 @@ pub fn run(args: RecordArgs) -> Result<ExitCode, String> {
         Some(path) => read_events(path)?,
         None => event_from_flags(&args)?,
     };
-    let client = Client::new(&args.server);
+    let client = Client::new(&args.server)?;
     let mut attempt = 0;
     loop {
         attempt += 1;

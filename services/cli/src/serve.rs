@@ -73,6 +73,12 @@ pub struct ServeArgs {
     /// The service name on exported spans
     #[arg(long, env = "OTEL_SERVICE_NAME", value_name = "NAME", default_value = "shiplog")]
     otel_service_name: String,
+    /// The first admin token (at least 32 characters, e.g. `openssl rand
+    /// -base64 32`), recorded hashed as the token named admin; a new value
+    /// revokes the old. Without it, a server with no admin token makes one
+    /// and prints it once. Prefer the environment variable
+    #[arg(long, env = "SHIPLOG_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// The API access policy (Cedar, validated against
     /// schema/access.cedarschema) [default: the built-in
     /// policies/access/api.cedar]
@@ -88,6 +94,12 @@ pub struct ServeArgs {
     /// Seconds a request may take before it is abandoned with 503 [default: 30]
     #[arg(long, env = "SHIPLOG_REQUEST_TIMEOUT", value_name = "SECONDS")]
     request_timeout: Option<u64>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key
+    #[arg(long, env = "SHIPLOG_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "SHIPLOG_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log format on stderr [default: text on a terminal, json otherwise]
     #[arg(long, env = "SHIPLOG_LOG_FORMAT", value_parser = ["json", "text"])]
     log_format: Option<String>,
@@ -178,12 +190,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         usable
     });
     let auth = auth_config(
+        args.admin_token.filter(|t| !t.is_empty()),
         args.access_policy.or(file.access_policy),
         args.rate_limit.or(file.rate_limit),
         args.rate_limit_burst.or(file.rate_limit_burst),
         args.request_timeout.or(file.request_timeout_secs),
     )?;
-    let config = ServerConfig { limits, workers, webhooks, otlp, auth, ..ServerConfig::default() };
+    let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+        (Some(cert), Some(key)) => Some(shiplog_server::tls::server_config(&cert, &key)?),
+        (None, None) => None,
+        _ => return Err("HTTPS needs both a certificate and its key: give --tls-cert and --tls-key".into()),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let config = ServerConfig { limits, workers, webhooks, otlp, auth, tls, ..ServerConfig::default() };
     actix_web::rt::System::new().block_on(async move {
         let signed_before = match store.latest_checkpoint().await {
             Ok(cp) => cp.map(|cp| cp.size),
@@ -228,7 +247,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         tracing::info!(%addr, store = ?store_url, "shiplog listening");
         // One plain line on stdout, for people and for scripts that started
         // the server on port 0 and need to know where it is.
-        println!("shiplog listening on http://{addr}");
+        println!("shiplog listening on {scheme}://{addr}");
         let _ = std::io::stdout().flush();
         let served =
             shiplog_server::serve(listener, ledger, opened.auth, config, shiplog_server::termination_signal()).await;
@@ -308,9 +327,9 @@ fn write_secret(path: &Path, text: &str) -> Result<(), String> {
 }
 
 /// Tokens, access policy, rate limit and timeout from flags and file. The
-/// bootstrap admin token comes only from the environment
-/// (`SHIPLOG_ADMIN_TOKEN`): a flag's value would show in the process list.
+/// bootstrap admin token is never read from the config file.
 fn auth_config(
+    admin_token: Option<String>,
     access_policy: Option<PathBuf>,
     rate_limit: Option<u32>,
     burst: Option<u32>,
@@ -334,12 +353,6 @@ fn auth_config(
     if request_timeout == 0 {
         return Err("--request-timeout must be at least 1 second".into());
     }
-    let admin_token = match std::env::var("SHIPLOG_ADMIN_TOKEN") {
-        Ok(t) if !t.is_empty() => Some(t),
-        Ok(_) => None,
-        Err(std::env::VarError::NotPresent) => None,
-        Err(std::env::VarError::NotUnicode(_)) => return Err("SHIPLOG_ADMIN_TOKEN is not valid UTF-8".into()),
-    };
     Ok(shiplog_server::AuthConfig {
         admin_token,
         access_policy,

@@ -64,7 +64,7 @@ fn refused(e: ClientError) -> String {
 pub fn run(args: TokenArgs) -> Result<ExitCode, String> {
     match args.command {
         TokenCommand::Create { role, name, server } => {
-            let client = Client::new(&server);
+            let client = Client::new(&server)?;
             let body = json!({"name": name, "role": role}).to_string();
             let (_, answer) = client.post_json("/v1/tokens", &body).map_err(refused)?;
             let secret = answer["token"].as_str().ok_or("the server's answer has no token")?;
@@ -75,7 +75,7 @@ pub fn run(args: TokenArgs) -> Result<ExitCode, String> {
             );
         }
         TokenCommand::List { json, server } => {
-            let client = Client::new(&server);
+            let client = Client::new(&server)?;
             let answer = client.get_json("/v1/tokens").map_err(refused)?;
             if json {
                 println!("{answer:#}");
@@ -99,7 +99,7 @@ pub fn run(args: TokenArgs) -> Result<ExitCode, String> {
             }
         }
         TokenCommand::Revoke { name, server } => {
-            let client = Client::new(&server);
+            let client = Client::new(&server)?;
             let path = format!("/v1/tokens/{}", percent_encode(&name));
             let answer = client.delete_json(&path).map_err(refused)?;
             println!("revoked the {} token {name:?} (ledger seq {})", s_or(&answer["role"]), answer["seq"]);

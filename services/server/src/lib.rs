@@ -14,6 +14,7 @@ mod metrics;
 pub mod otlp;
 mod projections;
 mod proofs;
+pub mod tls;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -77,6 +78,8 @@ pub struct ServerConfig {
     pub otlp: Option<otlp::OtlpConfig>,
     /// Tokens, the access policy, the rate limit and the request timeout.
     pub auth: AuthConfig,
+    /// HTTPS, when given a certificate and key ([`tls::server_config`]).
+    pub tls: Option<rustls::ServerConfig>,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +91,7 @@ impl Default for ServerConfig {
             webhooks: Webhooks::default(),
             otlp: None,
             auth: AuthConfig::default(),
+            tls: None,
         }
     }
 }
@@ -289,8 +293,11 @@ pub async fn serve(
             .configure(routes)
     })
     .shutdown_signal(shutdown)
-    .shutdown_timeout(config.shutdown_timeout_secs)
-    .listen(listener)?;
+    .shutdown_timeout(config.shutdown_timeout_secs);
+    server = match config.tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
     if let Some(workers) = config.workers {
         server = server.workers(workers);
     }
