@@ -463,3 +463,38 @@ fn the_first_admin_token_is_made_and_shown_once() {
     assert!(err.contains("SHIPLOG_ADMIN_TOKEN must be at least 32") && err.contains("openssl rand"), "{err}");
     assert!(!err.contains("short\""), "the value is not echoed");
 }
+
+/// A request that does not finish within --request-timeout (here, a body
+/// that never arrives) is answered 503 `timeout` with Retry-After, and the
+/// server goes on serving.
+#[test]
+fn a_request_that_takes_too_long_is_abandoned_with_503() {
+    use std::io::{Read, Write};
+    let server = Server::start_with(&["--request-timeout", "1"]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("\"timeout\"") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_lowercase().contains("retry-after: 1"), "{answer}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900) && waited < std::time::Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert_eq!(server.get("/v1/events").0, 200, "the server goes on");
+    assert!(server.client_events().is_empty(), "nothing was recorded");
+}
