@@ -73,7 +73,13 @@ pub fn run(args: RecordArgs) -> Result<ExitCode, String> {
                 return Ok(ExitCode::SUCCESS);
             }
             Err(err) if err.is_transient() && attempt <= args.retries => {
-                let wait = Duration::from_millis(250 << attempt.min(5));
+                // The server's Retry-After (rate limit), or a doubling backoff.
+                let asked = match &err {
+                    ClientError::Refused { body, .. } => body.get("retryAfterSeconds").and_then(Value::as_u64),
+                    _ => None,
+                };
+                let backoff = Duration::from_millis(250 << attempt.min(5));
+                let wait = asked.map_or(backoff, |s| Duration::from_secs(s.min(60)).max(backoff));
                 eprintln!("warning: {err}; retrying in {} ms", wait.as_millis());
                 std::thread::sleep(wait);
             }

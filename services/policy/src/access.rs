@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
@@ -117,8 +117,9 @@ pub enum Principal<'a> {
 /// and action in use, so only a flood of new tokens reaches it.
 const CACHE_LIMIT: usize = 10_000;
 
-/// A cached answer's question: token name and role (`None`: anonymous), action.
-type CacheKey = (Option<String>, Option<Role>, ApiAction);
+/// Cached answers: by role (`None`: anonymous) and action, then by token
+/// name, so that a lookup borrows the name instead of copying it.
+type Cache = HashMap<(Option<Role>, ApiAction), HashMap<String, bool>>;
 
 /// A loaded, validated access policy.
 pub struct AccessPolicy {
@@ -131,9 +132,8 @@ pub struct AccessPolicy {
     action_type: EntityTypeName,
     resource: EntityUid,
     anonymous: EntityUid,
-    /// Answers by (token name, role, action); `None` as the name is the
-    /// anonymous caller. The set never changes once loaded.
-    cache: Mutex<HashMap<CacheKey, bool>>,
+    /// Answers already worked out; the set never changes once loaded.
+    cache: RwLock<Cache>,
 }
 
 impl std::fmt::Debug for AccessPolicy {
@@ -174,7 +174,7 @@ impl AccessPolicy {
             action_type: type_name("ShiplogApi::Action")?,
             resource: EntityUid::from_type_name_and_id(api, EntityId::new("shiplog")),
             anonymous: EntityUid::from_type_name_and_id(anonymous, EntityId::new("anonymous")),
-            cache: Mutex::new(HashMap::new()),
+            cache: RwLock::new(HashMap::new()),
         })
     }
 
@@ -190,21 +190,21 @@ impl AccessPolicy {
     /// Whether the policy lets `principal` do `action`. A request Cedar
     /// cannot evaluate is refused.
     pub fn allows(&self, principal: Principal<'_>, action: ApiAction) -> bool {
-        let key = match principal {
-            Principal::Anonymous => (None, None, action),
-            Principal::Token { name, role } => (Some(name.to_owned()), Some(role), action),
+        let (role, name) = match principal {
+            Principal::Anonymous => (None, ""),
+            Principal::Token { name, role } => (Some(role), name),
         };
-        if let Ok(cache) = self.cache.lock() {
-            if let Some(answer) = cache.get(&key) {
+        if let Ok(cache) = self.cache.read() {
+            if let Some(answer) = cache.get(&(role, action)).and_then(|names| names.get(name)) {
                 return *answer;
             }
         }
         let answer = self.evaluate(principal, action).unwrap_or(false);
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_LIMIT {
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.values().map(HashMap::len).sum::<usize>() >= CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(key, answer);
+            cache.entry((role, action)).or_default().insert(name.to_owned(), answer);
         }
         answer
     }

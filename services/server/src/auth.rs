@@ -539,13 +539,17 @@ pub fn admit(auth: &Auth, req: &ServiceRequest, route: &str) -> Result<(), ApiEr
             });
         }
     };
-    match needs {
-        Needs::Action(action) => auth.check(caller.as_deref(), action)?,
-        Needs::Token if caller.is_none() => auth.check(None, ApiAction::Read)?,
-        Needs::Token => {}
-    }
+    let public = match needs {
+        Needs::Action(action) => {
+            auth.check(caller.as_deref(), action)?;
+            auth.policy.allows(Principal::Anonymous, action)
+        }
+        Needs::Token if caller.is_none() => return auth.check(None, ApiAction::Read),
+        Needs::Token => false,
+    };
     if let Some(caller) = caller {
-        if let Err(wait) = auth.rate_check(&caller) {
+        // Public routes (probes, scrapes, webhooks) are never rate-limited.
+        if let Err(wait) = if public { Ok(()) } else { auth.rate_check(&caller) } {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             return Err(ApiError::new(
                 Code::RateLimited,

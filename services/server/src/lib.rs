@@ -137,6 +137,11 @@ impl AppState {
     }
 }
 
+/// The route pattern a request matched (`unmatched` for none), worked out
+/// once per request.
+#[derive(Debug, Clone)]
+struct MatchedRoute(String);
+
 /// The request id of the current request, from `X-Request-Id` or made up.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -185,7 +190,11 @@ pub async fn serve(
                 let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
                     return Either::Left(srv.call(req));
                 };
-                let route = req.match_pattern().unwrap_or_default();
+                // The outer layer matched the route already.
+                let route = req
+                    .extensions()
+                    .get::<MatchedRoute>()
+                    .map_or_else(|| req.match_pattern().unwrap_or_default(), |r| r.0.clone());
                 if let Err(refusal) = auth::admit(&state.auth, &req, &route) {
                     let (http, _) = req.into_parts();
                     let response = actix_web::dev::ServiceResponse::new(http, refusal.error_response());
@@ -236,6 +245,7 @@ pub async fn serve(
                 let path = req.path().to_owned();
                 // The route's pattern, not the path: one series per route.
                 let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                req.extensions_mut().insert(MatchedRoute(route.clone()));
                 let state = req.app_data::<web::Data<AppState>>().cloned();
                 // The caller's trace, if it sent one (W3C traceparent).
                 let traced = state.as_ref().is_some_and(|s| s.otlp.is_some()).then(|| {
