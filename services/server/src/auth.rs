@@ -487,6 +487,8 @@ pub fn needs(method: &Method, route: &str, req: &ServiceRequest) -> Needs {
             if ndjson || query.split('&').any(|kv| kv == "format=cdevents") { A::Export } else { A::Read }
         }
         "/v1/events" | "/v1/cdevents" if post => A::Record,
+        // The dashboard's static page and assets: no data in them.
+        "/" | "/assets/app.js" | "/assets/app.css" if get => A::Console,
         // GraphiQL (a static page), and the WebSocket of subscriptions,
         // which authenticates in its connection_init message.
         "/graphql" if get => A::Console,

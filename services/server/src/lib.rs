@@ -3,6 +3,7 @@
 //! to the store, and turns answers and errors back into JSON.
 
 pub mod auth;
+mod dashboard;
 mod error;
 mod events;
 mod gates;
@@ -316,9 +317,12 @@ pub async fn serve(
 
 /// Every route of the API.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .route("/readyz", web::get().to(health::readyz))
+    cfg.service(only("/", web::get().to(dashboard::index)))
+        .service(only("/assets/app.js", web::get().to(dashboard::script)))
+        .service(only("/assets/app.css", web::get().to(dashboard::style)))
+        .service(only("/healthz", web::get().to(health::healthz)))
+        .service(only("/metrics", web::get().to(metrics::metrics)))
+        .service(only("/readyz", web::get().to(health::readyz)))
         .service(
             web::resource("/v1/events")
                 .route(web::post().to(events::append))
@@ -357,18 +361,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(auth::revoke))
                 .default_service(web::to(method_not_allowed)),
         )
-        .route("/v1/decisions", web::post().to(gates::decide))
-        .route("/v1/policies/reload", web::post().to(gates::reload))
-        .route("/v1/checkpoint", web::get().to(proofs::checkpoint))
-        .route("/v1/checkpoint/key", web::get().to(proofs::key))
-        .route("/v1/proofs/inclusion", web::get().to(proofs::inclusion))
-        .route("/v1/proofs/consistency", web::get().to(proofs::consistency))
+        .service(only("/v1/decisions", web::post().to(gates::decide)))
+        .service(only("/v1/policies/reload", web::post().to(gates::reload)))
+        .service(only("/v1/checkpoint", web::get().to(proofs::checkpoint)))
+        .service(only("/v1/checkpoint/key", web::get().to(proofs::key)))
+        .service(only("/v1/proofs/inclusion", web::get().to(proofs::inclusion)))
+        .service(only("/v1/proofs/consistency", web::get().to(proofs::consistency)))
         .service(
             web::resource("/v1/streams/{stream:.+}")
                 .route(web::get().to(events::stream))
                 .default_service(web::to(method_not_allowed)),
         )
         .default_service(web::to(not_found));
+}
+
+/// A resource with one method: any other method is answered 405, not 404.
+fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path).route(route).default_service(web::to(method_not_allowed))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
