@@ -60,6 +60,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
+            .args(store_args(data_dir, args))
             .args(args)
             .env("SHIPLOG_LOG_FORMAT", "json")
             .env_remove("SHIPLOG_CONFIG");
@@ -225,6 +226,62 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A fresh directory's database goes with it.
+        if self._temp.is_some() {
+            if let (Ok(url), Ok(name)) = (
+                std::env::var(TEST_STORE),
+                std::fs::read_to_string(self.data_dir.join(STORE_MARKER)).map(|u| database_of(&u)),
+            ) {
+                let _ = psql(&url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// Run the end-to-end tests against PostgreSQL instead of the embedded
+/// store: `SHIPLOG_TEST_STORE=postgres://postgres@127.0.0.1:5432/test`. Each
+/// data directory gets a database of its own on that server, made on the
+/// first start and used again on restarts.
+pub const TEST_STORE: &str = "SHIPLOG_TEST_STORE";
+const STORE_MARKER: &str = "test-store-url";
+
+/// The `--store` a server in `data_dir` gets: none (SQLite in the data
+/// directory) unless [`TEST_STORE`] names a PostgreSQL server, or the test
+/// gave its own.
+fn store_args(data_dir: &Path, args: &[&str]) -> Vec<String> {
+    let Ok(server) = std::env::var(TEST_STORE) else { return Vec::new() };
+    if !server.starts_with("postgres") || args.iter().any(|a| a.starts_with("--store")) {
+        return Vec::new();
+    }
+    let marker = data_dir.join(STORE_MARKER);
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return vec!["--store".into(), url];
+    }
+    let name =
+        format!("shiplog_e2e_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    psql(&server, &format!("CREATE DATABASE {name}")).unwrap();
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    std::fs::write(&marker, &url).unwrap();
+    vec!["--store".into(), url]
+}
+
+static NEXT_DB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn database_of(url: &str) -> String {
+    url.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+/// Run one SQL command with `psql` against a PostgreSQL URL.
+pub fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
+        .output()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 

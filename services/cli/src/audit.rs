@@ -124,8 +124,8 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
     })?;
     let key = key.trim();
     if let Some(store) = &args.store {
-        let crate::config::StoreUrl::Sqlite(path) = crate::config::StoreUrl::parse(Some(store), Path::new("."))?;
-        return crate::backup::verify_store(&path, key);
+        let url = crate::config::StoreUrl::parse(Some(store), Path::new("."))?;
+        return crate::backup::verify_store(&url, key);
     }
     match (&args.file, &args.since) {
         (Some(file), _) => verify_export(file, key),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use shiplog_core::merkle::to_base64;
-use shiplog_store::{EventStore, SqliteStore, tree};
+use shiplog_store::{EventStore, PostgresStore, SqliteStore, tree};
 
 use crate::config::StoreUrl;
 use crate::files::{partial, remove_db, remove_sidecars, sync_dir};
@@ -31,6 +31,11 @@ impl StoreArgs {
         let dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("shiplog-data"));
         match StoreUrl::parse(self.store.as_deref(), &dir)? {
             StoreUrl::Sqlite(path) => Ok(path),
+            StoreUrl::Postgres(_) => Err(
+                "this command works on the embedded SQLite store; back up a PostgreSQL ledger with pg_dump (or your database's own backups), \
+                 and check one with `shiplog verify --store postgres://…`"
+                    .into(),
+            ),
         }
     }
 }
@@ -87,16 +92,30 @@ pub struct Checked {
 
 /// Check a ledger file as the server does at start-up.
 pub fn check_file(path: &Path) -> Result<Checked, String> {
+    check_store(&StoreUrl::Sqlite(path.to_owned()))
+}
+
+/// Check a ledger, wherever it is stored, as the server does at start-up.
+pub fn check_store(url: &StoreUrl) -> Result<Checked, String> {
+    let label = match url {
+        StoreUrl::Sqlite(path) => path.display().to_string(),
+        StoreUrl::Postgres(_) => format!("{url:?}"),
+    };
     let rt = crate::bench::runtime()?;
     rt.block_on(async {
-        // Read-only: checking a file must not change it.
-        let store =
-            Arc::new(SqliteStore::open_read_only(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?);
-        let bar = spinner(format!("checking {}", path.display()));
-        let report =
-            tree::audit(store.as_ref(), |n| bar.set_message(format!("checking {}: {n} events", path.display())))
-                .await
-                .map_err(|e| format!("cannot read {}: {e}", path.display()));
+        let store: Arc<dyn EventStore> = match url {
+            // Read-only: checking a file must not change it.
+            StoreUrl::Sqlite(path) => {
+                Arc::new(SqliteStore::open_read_only(path).map_err(|e| format!("cannot open {label}: {e}"))?)
+            }
+            StoreUrl::Postgres(u) => {
+                Arc::new(PostgresStore::open(u).await.map_err(|e| format!("cannot open {label}: {e}"))?)
+            }
+        };
+        let bar = spinner(format!("checking {label}"));
+        let report = tree::audit(store.as_ref(), |n| bar.set_message(format!("checking {label}: {n} events")))
+            .await
+            .map_err(|e| format!("cannot read {label}: {e}"));
         bar.finish_and_clear();
         store.close().await;
         let report = report?;
@@ -108,7 +127,7 @@ pub fn check_file(path: &Path) -> Result<Checked, String> {
                 checkpoint_root: report.checkpoint.as_ref().map(|c| c.root),
                 note: report.checkpoint.map(|c| c.note),
             }),
-            Err(f) => Err(format!("{} does not check: {f}", path.display())),
+            Err(f) => Err(format!("{label} does not check: {f}")),
         }
     })
 }
@@ -216,11 +235,13 @@ pub fn restore(args: RestoreArgs) -> Result<ExitCode, String> {
 
 /// `shiplog verify --store`: check a ledger file offline, and that its last
 /// checkpoint is signed by the key.
-pub fn verify_store(path: &Path, key: &str) -> Result<ExitCode, String> {
-    if !path.is_file() {
-        return Err(format!("no ledger at {}", path.display()));
-    }
-    let checked = match check_file(path) {
+pub fn verify_store(url: &StoreUrl, key: &str) -> Result<ExitCode, String> {
+    let label = match url {
+        StoreUrl::Sqlite(path) if !path.is_file() => return Err(format!("no ledger at {}", path.display())),
+        StoreUrl::Sqlite(path) => path.display().to_string(),
+        StoreUrl::Postgres(_) => format!("{url:?}"),
+    };
+    let checked = match check_store(url) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("NOT VERIFIED: {e}");
@@ -228,7 +249,7 @@ pub fn verify_store(path: &Path, key: &str) -> Result<ExitCode, String> {
         }
     };
     let Some(note) = &checked.note else {
-        eprintln!("NOT VERIFIED: {} holds no signed checkpoint to check the key against", path.display());
+        eprintln!("NOT VERIFIED: {label} holds no signed checkpoint to check the key against");
         return Ok(ExitCode::FAILURE);
     };
     match shiplog_core::checkpoint::open_checkpoint(note, key) {

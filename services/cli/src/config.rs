@@ -58,9 +58,21 @@ impl FileConfig {
 }
 
 /// Where the ledger is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
+    /// A `postgres://` URL (it may hold a password: never log it as is).
+    Postgres(String),
+}
+
+/// Without the password.
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StoreUrl::Postgres(url) => f.write_str(&shiplog_store::postgres::redact(url)),
+        }
+    }
 }
 
 impl StoreUrl {
@@ -76,12 +88,12 @@ impl StoreUrl {
             return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(
-                "--store: the PostgreSQL backend is not part of this build yet; use the embedded SQLite store (omit --store)"
-                    .into(),
-            );
+            return Ok(StoreUrl::Postgres(url.to_owned()));
         }
-        Err(format!("--store {url:?} is not a store URL this shiplog knows; use sqlite:PATH or omit --store"))
+        Err(format!(
+            "--store {:?} is not a store URL this shiplog knows; use sqlite:PATH, postgres://USER:PASSWORD@HOST:5432/DATABASE, or omit --store",
+            shiplog_store::postgres::redact(url)
+        ))
     }
 }
 
@@ -102,6 +114,9 @@ mod tests {
         assert_eq!(StoreUrl::parse(Some("sqlite:/x/l.db"), dir), Ok(StoreUrl::Sqlite("/x/l.db".into())));
         assert_eq!(StoreUrl::parse(Some("sqlite:///x/l.db"), dir), Ok(StoreUrl::Sqlite("/x/l.db".into())));
         assert!(StoreUrl::parse(Some("mysql://x"), dir).unwrap_err().contains("sqlite:PATH"));
+        let pg = StoreUrl::parse(Some("postgres://app:s3cret@db:5432/ledger"), dir).unwrap();
+        assert_eq!(pg, StoreUrl::Postgres("postgres://app:s3cret@db:5432/ledger".into()));
+        assert_eq!(format!("{pg:?}"), "postgres://app:****@db:5432/ledger");
     }
 
     #[test]

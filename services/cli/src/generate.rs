@@ -87,6 +87,11 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
     let store = match &store_url {
         None => None,
         Some(StoreUrl::Sqlite(path)) => Some(open_empty(path, hint)?),
+        Some(StoreUrl::Postgres(_)) => {
+            return Err("shiplog generate writes into the embedded SQLite store (--data-dir) or NDJSON (--out); \
+                        it does not write into PostgreSQL yet"
+                .into());
+        }
     };
 
     if let Some(path) = &args.directory {
@@ -157,7 +162,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
             _ => String::new(),
         } + &match &store_url {
             Some(StoreUrl::Sqlite(p)) => format!("; recorded in {}", p.display()),
-            None => String::new(),
+            Some(StoreUrl::Postgres(_)) | None => String::new(),
         }
     );
     Ok(ExitCode::SUCCESS)

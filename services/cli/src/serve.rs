@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Args;
 use shiplog_core::checkpoint::{CheckpointSigner, keys_from_seed};
 use shiplog_server::{Ledger, Limits, PolicyConfig, ServerConfig};
-use shiplog_store::{EventStore, SqliteStore};
+use shiplog_store::{EventStore, PostgresStore, SqliteStore};
 
 use crate::config::{FileConfig, StoreUrl, parse_listen};
 
@@ -145,17 +145,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     };
     let key_path = args.checkpoint_key.or(file.checkpoint_key);
     let origin = args.origin.or(file.origin).unwrap_or_else(|| "shiplog.local/ledger".to_owned());
-    let store = match &store_url {
-        StoreUrl::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    format!("cannot create the data directory {}: {e}; choose another with --data-dir", dir.display())
-                })?;
-            }
-            SqliteStore::open(path).map_err(|e| e.to_string())?
+    if let StoreUrl::Sqlite(path) = &store_url {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!("cannot create the data directory {}: {e}; choose another with --data-dir", dir.display())
+            })?;
         }
-    };
-    let store: Arc<dyn EventStore> = Arc::new(store);
+    }
 
     let listener = TcpListener::bind(listen).map_err(|e| {
         format!("cannot listen on {listen}: {e}; choose another address with --listen (port 0 picks a free one)")
@@ -204,6 +200,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let config = ServerConfig { limits, workers, webhooks, otlp, auth, tls, ..ServerConfig::default() };
     actix_web::rt::System::new().block_on(async move {
+        let store = open_store(&store_url).await?;
         let signed_before = match store.latest_checkpoint().await {
             Ok(cp) => cp.map(|cp| cp.size),
             Err(e) => {
@@ -256,6 +253,17 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         served.map_err(|e| format!("the server failed: {e}"))
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Open the store a URL names: the embedded SQLite file, or PostgreSQL
+/// (whose connections then live on the runtime that opened them).
+pub async fn open_store(url: &StoreUrl) -> Result<Arc<dyn EventStore>, String> {
+    Ok(match url {
+        StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open(path).map_err(|e| e.to_string())?),
+        StoreUrl::Postgres(url) => Arc::new(PostgresStore::open(url).await.map_err(|e| {
+            format!("{e}; check --store (postgres://USER:PASSWORD@HOST:5432/DATABASE) and that PostgreSQL is running")
+        })?),
+    })
 }
 
 fn init_logging(format: Option<&str>) -> Result<(), String> {

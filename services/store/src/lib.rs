@@ -1,5 +1,5 @@
 //! Where the ledger lives: the [`EventStore`] trait every backend implements,
-//! and the backends (SQLite, the embedded default).
+//! and the backends (SQLite, the embedded default; PostgreSQL, for scale).
 //!
 //! A backend keeps the ledger's guarantees, whatever it stores them in:
 //! append-only; idempotent by event `id`; optimistic concurrency per stream
@@ -9,6 +9,7 @@
 
 mod error;
 pub mod metrics;
+pub mod postgres;
 pub mod sqlite;
 pub mod tree;
 
@@ -21,6 +22,7 @@ use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
 use tokio::sync::watch;
 
 pub use error::{AppendError, StoreError};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Most events a single read returns.

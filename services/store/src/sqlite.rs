@@ -1009,20 +1009,20 @@ impl HashReader for CachedHashes<'_> {
 }
 
 /// A row as stored, before its columns are checked.
-struct RawRow {
-    seq: u64,
-    id: String,
-    event_type: String,
-    stream: String,
-    stream_version: u64,
-    occurred_at: String,
-    recorded_at: String,
-    recorded_by: String,
-    actor: String,
-    source: Option<String>,
-    data: String,
-    links: Option<String>,
-    leaf_hash: Option<Vec<u8>>,
+pub(crate) struct RawRow {
+    pub(crate) seq: u64,
+    pub(crate) id: String,
+    pub(crate) event_type: String,
+    pub(crate) stream: String,
+    pub(crate) stream_version: u64,
+    pub(crate) occurred_at: String,
+    pub(crate) recorded_at: String,
+    pub(crate) recorded_by: String,
+    pub(crate) actor: String,
+    pub(crate) source: Option<String>,
+    pub(crate) data: String,
+    pub(crate) links: Option<String>,
+    pub(crate) leaf_hash: Option<Vec<u8>>,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -1044,7 +1044,7 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
 }
 
 impl RawRow {
-    fn into_event(self) -> Result<RecordedEvent, StoreError> {
+    pub(crate) fn into_event(self) -> Result<RecordedEvent, StoreError> {
         let seq = self.seq;
         let (mut event, data) = self.into_raw()?;
         event.data =
@@ -1053,7 +1053,7 @@ impl RawRow {
     }
 
     /// The event with `data` left as its JSON text.
-    fn into_raw(self) -> Result<(RecordedEvent, String), StoreError> {
+    pub(crate) fn into_raw(self) -> Result<(RecordedEvent, String), StoreError> {
         let seq = self.seq;
         let corrupt = |problem: String| StoreError::Corrupt { seq, problem };
         // RFC 3339 as written; a signed year as chrono writes years outside

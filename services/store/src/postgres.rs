@@ -1,0 +1,923 @@
+//! The ledger on PostgreSQL, for when one machine is not enough.
+//!
+//! **One global order across processes.** Every append is one transaction
+//! that first takes a transaction-scoped advisory lock
+//! (`pg_advisory_xact_lock`), then reads the ledger's tip, checks the batch
+//! (ids, expected versions), writes its events and their Merkle hashes, and
+//! commits, which releases the lock. Appends from every shiplog process on
+//! the database are therefore serialised by PostgreSQL itself: the next
+//! `seq` is always the last committed one plus one, so seqs stay gap-free
+//! whichever process writes, and a process that dies mid-append holds
+//! nothing (its transaction and lock end with its connection). There is no
+//! leader to elect and no fencing token to check: the lock *is* the
+//! fence, and the primary keys on `seq` and `(stream, stream_version)`
+//! would refuse a write that ever slipped past it.
+//!
+//! **Followers.** Each commit sends `NOTIFY shiplog_appended` with its last
+//! seq; every process LISTENs and moves its `head` on, and also asks the
+//! database for the tip every second, so a missed notification (a dropped
+//! connection) delays a follower by at most that.
+//!
+//! Records are kept as the text shiplog wrote (times, data, links), as in
+//! the SQLite store, so a ledger moved between stores keeps every leaf hash.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use shiplog_core::event::format_time;
+use shiplog_core::merkle::{
+    Hash, HashReader, LeafTemplate, TreeError, indexes_read_by, stored_hash_index, stored_hashes_for_record_hash,
+};
+use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Executor, Postgres, Row, Transaction};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::sqlite::RawRow;
+use crate::{AppendError, EventStore, MAX_READ_LIMIT, RawEvent, ReadQuery, StoreError, StoredCheckpoint};
+
+/// The migrations, in order; `shiplog_migrations` records which ran.
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_ledger.sql")];
+
+/// The advisory lock every append holds while it writes ("shiplog" in ASCII).
+const APPEND_LOCK: i64 = 0x0073_6869_706c_6f67;
+/// The advisory lock migrations hold, so that processes starting together
+/// migrate once.
+const MIGRATE_LOCK: i64 = APPEND_LOCK + 1;
+/// The channel commits are announced on.
+const CHANNEL: &str = "shiplog_appended";
+/// How often a follower asks for the tip when no notification came.
+const POLL: Duration = Duration::from_secs(1);
+
+const COLUMNS: &str = "seq, id::text, type, stream, stream_version, occurred_at, recorded_at, recorded_by, \
+                       actor, source, data, links, leaf_hash";
+
+/// The PostgreSQL ledger. Cheap to share: clone the `Arc` it lives in.
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    /// Where it is, without a password: for messages.
+    location: String,
+    head: watch::Receiver<Option<u64>>,
+    head_tx: Arc<watch::Sender<Option<u64>>>,
+    follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    closed: AtomicBool,
+    commit_sizes: Mutex<crate::metrics::Histogram>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.follower.lock() {
+            if let Some(f) = f.take() {
+                f.abort();
+            }
+        }
+    }
+}
+
+/// A connection URL with its password masked, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:****{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connect to `url` (`postgres://user:password@host:port/database`),
+    /// create or migrate the schema, and start following the ledger's tip.
+    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let location = redact(url);
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::Storage(format!(
+                "{location} is not a PostgreSQL URL ({e}); give postgres://user:password@host:5432/database"
+            ))
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.application_name("shiplog"))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to {location}: {e}")))?;
+        migrate(&pool, &location).await?;
+        let tip = tip(&pool).await?;
+        let (head_tx, head) = watch::channel(tip);
+        let head_tx = Arc::new(head_tx);
+        let follower = tokio::spawn(follow_head(pool.clone(), Arc::clone(&head_tx)));
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                location,
+                head,
+                head_tx,
+                follower: Mutex::new(Some(follower)),
+                closed: AtomicBool::new(false),
+                commit_sizes: Mutex::new(crate::metrics::Histogram::new(crate::metrics::EVENTS)),
+            }),
+        })
+    }
+
+    /// Where the store is, without its password.
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    fn open_for_appends(&self) -> Result<(), AppendError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(AppendError::Unavailable("the store is shutting down".into()));
+        }
+        Ok(())
+    }
+
+    async fn append_now(&self, events: &[NewEvent], recorded_by: &str) -> Result<Vec<Receipt>, AppendError> {
+        let rows = events.iter().map(|e| LeafTemplate::new(e, recorded_by)).collect::<Result<Vec<_>, _>>();
+        let leaves = rows.map_err(|e| AppendError::Storage(e.to_string()))?;
+        let mut tx = self.inner.pool.begin().await.map_err(append_error)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(append_error)?;
+
+        // The tip, and what the ledger knows of this batch's ids and streams.
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, recorded_at FROM events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(append_error)?;
+        let mut next_seq = match &last {
+            Some((seq, _)) => u64::try_from(*seq).map_err(|_| AppendError::Storage(format!("negative seq {seq}")))? + 1,
+            None => 0,
+        };
+        let last_recorded_at = match &last {
+            Some((seq, at)) => Some(parse_time(at).map_err(|e| {
+                AppendError::Storage(format!("the stored event at seq {seq} has an unreadable recordedAt: {e}"))
+            })?),
+            None => None,
+        };
+        // recordedAt never goes backwards along seq, even if the clock (or
+        // another process's clock) does; microseconds, as in every store.
+        let now = Utc::now().trunc_subsecs(6);
+        let recorded_at = last_recorded_at.map_or(now, |last| now.max(last));
+        let recorded_at_text = format_time(&recorded_at);
+
+        let ids: Vec<String> = events.iter().map(|e| e.id.hyphenated().to_string()).collect();
+        let known: HashMap<Uuid, (Receipt, Vec<u8>)> = sqlx::query(
+            "SELECT id::text, seq, stream, stream_version, recorded_at, digest, leaf_hash FROM events WHERE id = ANY($1::uuid[])",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(append_error)?
+        .iter()
+        .map(known_receipt)
+        .collect::<Result<_, _>>()?;
+        let names: Vec<String> =
+            events.iter().map(|e| e.stream.as_str().to_owned()).collect::<HashSet<_>>().into_iter().collect();
+        let mut tips: HashMap<String, u64> = HashMap::new();
+        for row in sqlx::query("SELECT stream, MAX(stream_version) FROM events WHERE stream = ANY($1) GROUP BY stream")
+            .bind(&names)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(append_error)?
+        {
+            let (name, version): (String, i64) =
+                (row.try_get(0).map_err(append_error)?, row.try_get(1).map_err(append_error)?);
+            tips.insert(name, u64::try_from(version).unwrap_or(0));
+        }
+
+        // Check the batch and give each new event its seq and version.
+        let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
+        let mut new: Vec<usize> = Vec::new();
+        let mut same_as: Vec<(usize, usize)> = Vec::new();
+        let mut fresh: HashMap<Uuid, usize> = HashMap::new();
+        for (index, event) in events.iter().enumerate() {
+            if let Some(&first) = fresh.get(&event.id) {
+                let same = events.get(first).is_some_and(|e| e.digest == event.digest);
+                match (same, receipts.get(first)) {
+                    (true, Some(r)) => {
+                        receipts.push(Receipt { duplicate: true, ..r.clone() });
+                        same_as.push((index, first));
+                        continue;
+                    }
+                    _ => return Err(AppendError::IdRepeated { index, first, id: event.id }),
+                }
+            }
+            if let Some((receipt, digest)) = known.get(&event.id) {
+                if digest.as_slice() != event.digest.as_slice() {
+                    return Err(AppendError::IdConflict { index, id: event.id });
+                }
+                receipts.push(receipt.clone());
+                continue;
+            }
+            let stream = event.stream.as_str();
+            let tip = tips.get(stream).copied();
+            if let Some(expected) = event.expected_version {
+                if !expected.matches(tip) {
+                    return Err(AppendError::VersionConflict {
+                        index,
+                        id: event.id,
+                        stream: stream.to_owned(),
+                        expected: expected.as_i64(),
+                        current: tip,
+                    });
+                }
+            }
+            let version = tip.map_or(0, |v| v + 1);
+            tips.insert(stream.to_owned(), version);
+            fresh.insert(event.id, index);
+            receipts.push(Receipt {
+                id: event.id,
+                seq: next_seq,
+                stream: stream.to_owned(),
+                stream_version: version,
+                recorded_at,
+                leaf_hash: Hash([0; 32]),
+                duplicate: false,
+            });
+            new.push(index);
+            next_seq += 1;
+        }
+        if new.is_empty() {
+            // Only duplicates: nothing to write.
+            tx.rollback().await.map_err(append_error)?;
+            return Ok(receipts);
+        }
+
+        // Leaves, and the tree hashes each completes.
+        let mut tree = TreeWriter::default();
+        for &i in &new {
+            let (Some(leaf), Some(receipt)) = (leaves.get(i), receipts.get(i)) else { continue };
+            let hash = leaf
+                .leaf(receipt.seq, receipt.stream_version, &recorded_at_text)
+                .map_err(|e| AppendError::Storage(e.to_string()))?;
+            tree.append(&mut tx, receipt.seq, hash).await?;
+            if let Some(r) = receipts.get_mut(i) {
+                r.leaf_hash = hash;
+            }
+        }
+        for (index, first) in same_as {
+            let leaf = receipts.get(first).map(|r| r.leaf_hash);
+            if let (Some(leaf), Some(r)) = (leaf, receipts.get_mut(index)) {
+                r.leaf_hash = leaf;
+            }
+        }
+
+        // One statement per table, whatever the batch's size.
+        let mut cols = EventColumns::default();
+        for &i in &new {
+            let (Some(event), Some(receipt)) = (events.get(i), receipts.get(i)) else { continue };
+            cols.push(event, receipt, &recorded_at_text, recorded_by)?;
+        }
+        sqlx::query(
+            "INSERT INTO events (seq, id, type, stream, stream_version, occurred_at, recorded_at, recorded_by, actor, source, data, links, digest, leaf_hash)
+             SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                                  $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::bytea[])",
+        )
+        .bind(&cols.seq)
+        .bind(&cols.id)
+        .bind(&cols.kind)
+        .bind(&cols.stream)
+        .bind(&cols.version)
+        .bind(&cols.occurred_at)
+        .bind(&cols.recorded_at)
+        .bind(&cols.recorded_by)
+        .bind(&cols.actor)
+        .bind(&cols.source)
+        .bind(&cols.data)
+        .bind(&cols.links)
+        .bind(&cols.digest)
+        .bind(&cols.leaf)
+        .execute(&mut *tx)
+        .await
+        .map_err(append_error)?;
+        tree.save(&mut tx).await?;
+        let last_seq = next_seq - 1;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(last_seq.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(append_error)?;
+        tx.commit().await.map_err(append_error)?;
+
+        if let Ok(mut h) = self.inner.commit_sizes.lock() {
+            h.observe(new.len() as f64);
+        }
+        advance(&self.inner.head_tx, last_seq);
+        Ok(receipts)
+    }
+
+    async fn fetch(&self, sql: &str, binds: Binds<'_>) -> Result<Vec<RawRow>, StoreError> {
+        let mut query = sqlx::query(sql);
+        for b in binds.0 {
+            query = match b {
+                Bind::Int(v) => query.bind(v),
+                Bind::Text(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(&self.inner.pool).await.map_err(store_error)?;
+        rows.iter().map(raw_row).collect()
+    }
+}
+
+enum Bind<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+struct Binds<'a>(Vec<Bind<'a>>);
+
+/// The columns of the new events, for one `INSERT … SELECT FROM UNNEST`.
+#[derive(Default)]
+struct EventColumns {
+    seq: Vec<i64>,
+    id: Vec<String>,
+    kind: Vec<String>,
+    stream: Vec<String>,
+    version: Vec<i64>,
+    occurred_at: Vec<String>,
+    recorded_at: Vec<String>,
+    recorded_by: Vec<String>,
+    actor: Vec<String>,
+    source: Vec<Option<String>>,
+    data: Vec<String>,
+    links: Vec<Option<String>>,
+    digest: Vec<Vec<u8>>,
+    leaf: Vec<Vec<u8>>,
+}
+
+impl EventColumns {
+    fn push(&mut self, e: &NewEvent, r: &Receipt, recorded_at: &str, recorded_by: &str) -> Result<(), AppendError> {
+        let json = |e: serde_json::Error| AppendError::Storage(e.to_string());
+        self.seq.push(int(r.seq)?);
+        self.id.push(e.id.hyphenated().to_string());
+        self.kind.push(e.event_type.as_str().to_owned());
+        self.stream.push(r.stream.clone());
+        self.version.push(int(r.stream_version)?);
+        self.occurred_at.push(format_time(&e.occurred_at));
+        self.recorded_at.push(recorded_at.to_owned());
+        self.recorded_by.push(recorded_by.to_owned());
+        self.actor.push(e.actor.as_str().to_owned());
+        self.source.push(e.source.clone());
+        self.data.push(serde_json::to_string(&e.data).map_err(json)?);
+        self.links.push(if e.links.is_empty() { None } else { Some(serde_json::to_string(&e.links).map_err(json)?) });
+        self.digest.push(e.digest.to_vec());
+        self.leaf.push(r.leaf_hash.0.to_vec());
+        Ok(())
+    }
+}
+
+fn int(v: u64) -> Result<i64, AppendError> {
+    i64::try_from(v).map_err(|_| AppendError::Storage(format!("{v} does not fit PostgreSQL's bigint")))
+}
+
+/// The tree hashes an append makes, and those it read, kept until they are
+/// saved with the rest of its transaction.
+#[derive(Default)]
+struct TreeWriter {
+    known: HashMap<u64, Hash>,
+    made: Vec<(u64, Hash)>,
+}
+
+struct Known<'a>(&'a HashMap<u64, Hash>);
+
+impl HashReader for Known<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TreeError> {
+        indexes.iter().map(|i| self.0.get(i).copied().ok_or(TreeError::IndexesNotInTree)).collect()
+    }
+}
+
+impl TreeWriter {
+    async fn append(&mut self, tx: &mut Transaction<'_, Postgres>, seq: u64, leaf: Hash) -> Result<(), AppendError> {
+        let needed = indexes_read_by(|r| stored_hashes_for_record_hash(seq, leaf, r));
+        let missing: Vec<i64> =
+            needed.iter().filter(|i| !self.known.contains_key(i)).filter_map(|i| i64::try_from(*i).ok()).collect();
+        if !missing.is_empty() {
+            for (idx, hash) in
+                read_hashes(&mut **tx, &missing).await.map_err(|e| AppendError::Storage(e.to_string()))?
+            {
+                self.known.insert(idx, hash);
+            }
+        }
+        let hashes = stored_hashes_for_record_hash(seq, leaf, &Known(&self.known))
+            .map_err(|e| AppendError::Storage(format!("the stored Merkle tree is incomplete at seq {seq}: {e}")))?;
+        let first = stored_hash_index(0, seq);
+        for (k, h) in hashes.into_iter().enumerate() {
+            self.known.insert(first + k as u64, h);
+            self.made.push((first + k as u64, h));
+        }
+        Ok(())
+    }
+
+    async fn save(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), AppendError> {
+        let idx: Vec<i64> = self.made.iter().map(|(i, _)| int(*i)).collect::<Result<_, _>>()?;
+        let hashes: Vec<Vec<u8>> = self.made.iter().map(|(_, h)| h.0.to_vec()).collect();
+        sqlx::query("INSERT INTO tree_hashes (idx, hash) SELECT * FROM UNNEST($1::bigint[], $2::bytea[])")
+            .bind(&idx)
+            .bind(&hashes)
+            .execute(&mut **tx)
+            .await
+            .map_err(append_error)?;
+        Ok(())
+    }
+}
+
+/// Stored hashes by index; those not stored are left out.
+async fn read_hashes<'e, E>(executor: E, indexes: &[i64]) -> Result<Vec<(u64, Hash)>, StoreError>
+where
+    E: Executor<'e, Database = Postgres>,
+{
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT idx, hash FROM tree_hashes WHERE idx = ANY($1)")
+        .bind(indexes)
+        .fetch_all(executor)
+        .await
+        .map_err(store_error)?;
+    rows.into_iter()
+        .map(|(idx, hash)| {
+            let hash = <[u8; 32]>::try_from(hash)
+                .map(Hash)
+                .map_err(|_| StoreError::Storage(format!("the stored tree hash {idx} is not 32 bytes")))?;
+            Ok((u64::try_from(idx).unwrap_or(0), hash))
+        })
+        .collect()
+}
+
+fn known_receipt(row: &PgRow) -> Result<(Uuid, (Receipt, Vec<u8>)), AppendError> {
+    let get = |e: sqlx::Error| AppendError::Storage(e.to_string());
+    let id: String = row.try_get(0).map_err(get)?;
+    let seq: i64 = row.try_get(1).map_err(get)?;
+    let unreadable =
+        |what: String| AppendError::Storage(format!("the stored event at seq {seq} is unreadable: {what}"));
+    let id = Uuid::parse_str(&id).map_err(|e| unreadable(format!("id: {e}")))?;
+    let at: String = row.try_get(4).map_err(get)?;
+    let leaf: Vec<u8> = row.try_get(6).map_err(get)?;
+    let receipt = Receipt {
+        id,
+        seq: u64::try_from(seq).map_err(|_| unreadable("negative seq".into()))?,
+        stream: row.try_get(2).map_err(get)?,
+        stream_version: u64::try_from(row.try_get::<i64, _>(3).map_err(get)?).unwrap_or(0),
+        recorded_at: parse_time(&at).map_err(|e| unreadable(format!("recordedAt: {e}")))?,
+        leaf_hash: <[u8; 32]>::try_from(leaf).map(Hash).map_err(|_| unreadable("leaf hash is not 32 bytes".into()))?,
+        duplicate: true,
+    };
+    Ok((id, (receipt, row.try_get(5).map_err(get)?)))
+}
+
+fn raw_row(row: &PgRow) -> Result<RawRow, StoreError> {
+    let seq: i64 = row.try_get(0).map_err(store_error)?;
+    let seq = u64::try_from(seq).map_err(|_| StoreError::Storage(format!("negative seq {seq}")))?;
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt { seq, problem: e.to_string() };
+    let stream_version: i64 = row.try_get(4).map_err(corrupt)?;
+    Ok(RawRow {
+        seq,
+        id: row.try_get(1).map_err(corrupt)?,
+        event_type: row.try_get(2).map_err(corrupt)?,
+        stream: row.try_get(3).map_err(corrupt)?,
+        stream_version: u64::try_from(stream_version)
+            .map_err(|_| StoreError::Corrupt { seq, problem: "negative stream version".into() })?,
+        occurred_at: row.try_get(5).map_err(corrupt)?,
+        recorded_at: row.try_get(6).map_err(corrupt)?,
+        recorded_by: row.try_get(7).map_err(corrupt)?,
+        actor: row.try_get(8).map_err(corrupt)?,
+        source: row.try_get(9).map_err(corrupt)?,
+        data: row.try_get(10).map_err(corrupt)?,
+        links: row.try_get(11).map_err(corrupt)?,
+        leaf_hash: row.try_get(12).map_err(corrupt)?,
+    })
+}
+
+fn parse_time(t: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc))
+}
+
+/// Connection trouble is the database being away (503, retry); anything
+/// else is a failure.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed)
+        || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")))
+}
+
+fn store_error(e: sqlx::Error) -> StoreError {
+    if is_unavailable(&e) {
+        StoreError::Unavailable(format!("PostgreSQL cannot be reached: {e}"))
+    } else {
+        StoreError::Storage(e.to_string())
+    }
+}
+
+fn append_error(e: sqlx::Error) -> AppendError {
+    if is_unavailable(&e) {
+        AppendError::Unavailable(format!("PostgreSQL cannot be reached: {e}"))
+    } else {
+        AppendError::Storage(e.to_string())
+    }
+}
+
+impl From<StoreError> for AppendError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => AppendError::Unavailable(m),
+            other => AppendError::Storage(other.to_string()),
+        }
+    }
+}
+
+async fn migrate(pool: &PgPool, location: &str) -> Result<(), StoreError> {
+    let failed = |e: sqlx::Error| StoreError::Storage(format!("cannot migrate the schema in {location}: {e}"));
+    let mut tx = pool.begin().await.map_err(store_error)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATE_LOCK).execute(&mut *tx).await.map_err(failed)?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS shiplog_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(failed)?;
+    let done: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM shiplog_migrations").fetch_one(&mut *tx).await.map_err(failed)?;
+    let done = usize::try_from(done).unwrap_or(0);
+    if done > MIGRATIONS.len() {
+        return Err(StoreError::Storage(format!(
+            "{location} holds a ledger of a newer shiplog (schema version {done}, this one knows {}); upgrade shiplog",
+            MIGRATIONS.len()
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(failed)?;
+        sqlx::query("INSERT INTO shiplog_migrations (version) VALUES ($1)")
+            .bind(i32::try_from(version + 1).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+    }
+    tx.commit().await.map_err(failed)
+}
+
+async fn tip<'e, E>(executor: E) -> Result<Option<u64>, StoreError>
+where
+    E: Executor<'e, Database = Postgres>,
+{
+    let max: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(seq) FROM events").fetch_one(executor).await.map_err(store_error)?;
+    Ok(max.and_then(|m| u64::try_from(m).ok()))
+}
+
+fn advance(head: &watch::Sender<Option<u64>>, seq: u64) {
+    head.send_if_modified(|h| {
+        if *h < Some(seq) {
+            *h = Some(seq);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Keep `head` at the database's tip: on every notification, and every
+/// [`POLL`] in case one was missed.
+async fn follow_head(pool: PgPool, head: Arc<watch::Sender<Option<u64>>>) {
+    let mut listener: Option<PgListener> = None;
+    loop {
+        if listener.is_none() {
+            if let Ok(mut l) = PgListener::connect_with(&pool).await {
+                if l.listen(CHANNEL).await.is_ok() {
+                    listener = Some(l);
+                }
+            }
+        }
+        let notified = match listener.as_mut() {
+            Some(l) => match tokio::time::timeout(POLL, l.try_recv()).await {
+                Ok(Ok(Some(n))) => n.payload().parse::<u64>().ok(),
+                Ok(Ok(None)) => None, // reconnected: notifications may have been missed
+                Ok(Err(_)) => {
+                    listener = None;
+                    None
+                }
+                Err(_) => None, // no news within POLL
+            },
+            None => {
+                tokio::time::sleep(POLL).await;
+                None
+            }
+        };
+        match notified {
+            Some(seq) => advance(&head, seq),
+            None => {
+                if let Ok(Some(seq)) = tip(&pool).await {
+                    advance(&head, seq);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append(&self, events: Vec<NewEvent>, recorded_by: &str) -> Result<Vec<Receipt>, AppendError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.open_for_appends()?;
+        self.append_now(&events, recorded_by).await
+    }
+
+    async fn read(&self, query: ReadQuery) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = i64::try_from(query.limit.clamp(1, MAX_READ_LIMIT)).unwrap_or(1);
+        let after = query.after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        let type_name = query.event_type.map(EventType::as_str);
+        let mut binds = vec![Bind::Int(after), Bind::Int(limit)];
+        let sql = match (&query.stream, type_name) {
+            (None, None) => format!("SELECT {COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"),
+            (Some(stream), None) => {
+                binds.push(Bind::Text(stream));
+                format!("SELECT {COLUMNS} FROM events WHERE stream = $3 AND seq > $1 ORDER BY stream_version LIMIT $2")
+            }
+            (None, Some(t)) => {
+                binds.push(Bind::Text(t));
+                format!("SELECT {COLUMNS} FROM events WHERE type = $3 AND seq > $1 ORDER BY seq LIMIT $2")
+            }
+            (Some(stream), Some(t)) => {
+                binds.push(Bind::Text(stream));
+                binds.push(Bind::Text(t));
+                format!(
+                    "SELECT {COLUMNS} FROM events WHERE stream = $3 AND type = $4 AND seq > $1 ORDER BY stream_version LIMIT $2"
+                )
+            }
+        };
+        self.fetch(&sql, Binds(binds)).await?.into_iter().map(RawRow::into_event).collect()
+    }
+
+    async fn read_raw(&self, after: Option<u64>, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        let limit = i64::try_from(limit.clamp(1, MAX_READ_LIMIT)).unwrap_or(1);
+        let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        self.fetch(&sql, Binds(vec![Bind::Int(after), Bind::Int(limit)]))
+            .await?
+            .into_iter()
+            .map(|r| r.into_raw().map(|(event, data)| RawEvent { event, data }))
+            .collect()
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = i64::try_from(limit.clamp(1, MAX_READ_LIMIT)).unwrap_or(1);
+        let from = i64::try_from(from_version).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE stream = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3"
+        );
+        self.fetch(&sql, Binds(vec![Bind::Text(stream), Bind::Int(from), Bind::Int(limit)]))
+            .await?
+            .into_iter()
+            .map(RawRow::into_event)
+            .collect()
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(stream_version) FROM events WHERE stream = $1")
+            .bind(stream)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    }
+
+    fn head(&self) -> watch::Receiver<Option<u64>> {
+        self.inner.head.clone()
+    }
+
+    async fn tree_hashes(&self, indexes: Vec<u64>) -> Result<Vec<Hash>, StoreError> {
+        let wanted: Vec<i64> = indexes.iter().filter_map(|i| i64::try_from(*i).ok()).collect();
+        let found: HashMap<u64, Hash> = read_hashes(&self.inner.pool, &wanted).await?.into_iter().collect();
+        indexes
+            .iter()
+            .map(|i| {
+                found.get(i).copied().ok_or_else(|| {
+                    StoreError::Storage(format!("the stored Merkle tree cannot be read: hash {i} is not stored"))
+                })
+            })
+            .collect()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row: Option<(i64, Vec<u8>, String)> =
+            sqlx::query_as("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(store_error)?;
+        row.map(|(size, root, note)| {
+            let size = u64::try_from(size).map_err(|_| StoreError::Storage(format!("a checkpoint of size {size}")))?;
+            let root = <[u8; 32]>::try_from(root)
+                .map(Hash)
+                .map_err(|_| StoreError::Storage(format!("the checkpoint at size {size} has a malformed root")))?;
+            Ok(StoredCheckpoint { size, root, note })
+        })
+        .transpose()
+    }
+
+    async fn save_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the store is shutting down".into()));
+        }
+        let size = i64::try_from(checkpoint.size).map_err(|_| StoreError::Storage("checkpoint too large".into()))?;
+        sqlx::query(
+            "INSERT INTO checkpoints (size, root, note, signed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING",
+        )
+        .bind(size)
+        .bind(checkpoint.root.0.to_vec())
+        .bind(&checkpoint.note)
+        .bind(format_time(&Utc::now()))
+        .execute(&self.inner.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    fn metrics(&self) -> crate::metrics::StoreMetrics {
+        crate::metrics::StoreMetrics { commit_sizes: self.inner.commit_sizes.lock().ok().map(|h| h.clone()) }
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the store is shutting down".into()));
+        }
+        sqlx::query("SELECT 1").execute(&self.inner.pool).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let follower = self.inner.follower.lock().ok().and_then(|mut f| f.take());
+        if let Some(f) = follower {
+            f.abort();
+            let _ = f.await;
+        }
+        // Waits for the connections in use, so appends already under way
+        // finish (commit or roll back) first.
+        self.inner.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The PostgreSQL server the tests use: `SHIPLOG_TEST_PG_URL`, or the
+    /// local one CI starts. `None` (and a note) when none answers, unless
+    /// `CI=true`, where that fails.
+    pub(crate) async fn server() -> Option<String> {
+        let url = std::env::var("SHIPLOG_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        match sqlx::PgPool::connect(&url).await {
+            Ok(pool) => {
+                pool.close().await;
+                Some(url)
+            }
+            Err(e) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "CI=true and no PostgreSQL at {}: {e}",
+                    redact(&url)
+                );
+                eprintln!(
+                    "SKIPPED: PostgreSQL store tests: nothing answers at {} ({e}); start PostgreSQL or set SHIPLOG_TEST_PG_URL",
+                    redact(&url)
+                );
+                None
+            }
+        }
+    }
+
+    /// A fresh, empty database on that server, dropped afterwards.
+    pub(crate) struct Scratch {
+        admin: String,
+        pub(crate) name: String,
+        pub(crate) url: String,
+    }
+
+    impl Scratch {
+        pub(crate) async fn new(server: &str) -> Scratch {
+            let name = format!("shiplog_test_{}", Uuid::new_v4().simple());
+            let admin = sqlx::PgPool::connect(server).await.unwrap();
+            admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+            admin.close().await;
+            let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+            Scratch { admin: server.to_owned(), url: format!("{base}/{name}"), name }
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let (admin, name) = (self.admin.clone(), self.name.clone());
+            // A runtime of its own: drop may run outside of one, or on it.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    rt.block_on(async {
+                        if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                            let _ = pool.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                            pool.close().await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_passes_the_store_contract() {
+        let Some(server) = server().await else { return };
+        crate::contract::run(|| {
+            let server = server.clone();
+            async move {
+                let scratch = Scratch::new(&server).await;
+                let store = PostgresStore::open(&scratch.url).await.unwrap();
+                (store, scratch)
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_stores_on_one_database_share_one_gap_free_order() {
+        let Some(server) = server().await else { return };
+        let scratch = Scratch::new(&server).await;
+        let a = Arc::new(PostgresStore::open(&scratch.url).await.unwrap());
+        let b = Arc::new(PostgresStore::open(&scratch.url).await.unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let store = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+            tasks.push(tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for _ in 0..10 {
+                    let r =
+                        store.append(crate::contract::deployments(3, &format!("svc-{}", i % 3)), "t").await.unwrap();
+                    seqs.extend(r.iter().map(|r| r.seq));
+                }
+                seqs
+            }));
+        }
+        let mut all: Vec<u64> = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..480).collect::<Vec<_>>(), "every seq once, none missing");
+        // Each follows the other's appends.
+        for store in [&a, &b] {
+            let mut head = store.head();
+            tokio::time::timeout(Duration::from_secs(5), head.wait_for(|h| *h == Some(479))).await.unwrap().unwrap();
+        }
+        // The tree both wrote is one tree: every leaf audits.
+        let report = crate::tree::audit(a.as_ref(), |_| {}).await.unwrap();
+        assert!(report.verdict.is_ok(), "{:?}", report.verdict);
+        assert_eq!(report.events, 480);
+        a.close().await;
+        b.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopening_keeps_events_and_duplicates() {
+        let Some(server) = server().await else { return };
+        let scratch = Scratch::new(&server).await;
+        let store = PostgresStore::open(&scratch.url).await.unwrap();
+        let first = crate::contract::deployments(3, "checkout");
+        let receipts = store.append(first.clone(), "test").await.unwrap();
+        store.close().await;
+        let err = store.append(crate::contract::deployments(1, "x"), "test").await.unwrap_err();
+        assert!(matches!(err, AppendError::Unavailable(_)), "{err:?}");
+
+        let store = PostgresStore::open(&scratch.url).await.unwrap();
+        assert_eq!(*store.head().borrow(), Some(2));
+        let retry = store.append(vec![first[1].clone()], "test").await.unwrap();
+        assert_eq!(retry[0], Receipt { duplicate: true, ..receipts[1].clone() });
+        let more = store.append(crate::contract::deployments(1, "checkout"), "test").await.unwrap();
+        assert_eq!((more[0].seq, more[0].stream_version), (3, 3));
+        store.close().await;
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/ledger"), "postgres://app:****@db:5432/ledger");
+        assert_eq!(redact("postgres://app@db/ledger"), "postgres://app@db/ledger");
+        assert_eq!(redact("postgres:///ledger"), "postgres:///ledger");
+    }
+}

@@ -1,0 +1,165 @@
+//! Two shiplog processes on one PostgreSQL database, under concurrent load;
+//! one is killed (SIGKILL) mid-load. Every event that got a receipt is in
+//! the ledger, seqs are gap-free, and the checkpoints either process signed
+//! form one consistent chain.
+//!
+//! Needs PostgreSQL (`SHIPLOG_TEST_PG_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`): without one it says SKIPPED
+//! and passes, except under `CI=true`, where it fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_TOKEN, BIN, Server, psql};
+use serde_json::Value;
+
+fn postgres() -> Option<String> {
+    let url = std::env::var("SHIPLOG_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    match psql(&url, "SELECT 1") {
+        Ok(_) => Some(url),
+        Err(e) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and no PostgreSQL at {url}: {e}");
+            eprintln!(
+                "SKIPPED postgres_ha: no PostgreSQL at {url} ({}); start it, or set SHIPLOG_TEST_PG_URL, and run \
+                 `cargo test -p shiplog --test postgres_ha`",
+                e.trim()
+            );
+            None
+        }
+    }
+}
+
+struct Database {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn new(server: &str) -> Database {
+        let name = format!("shiplog_ha_{}", std::process::id());
+        psql(server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+        psql(server, &format!("CREATE DATABASE {name}")).unwrap();
+        let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+        Database { server: server.to_owned(), url: format!("{base}/{name}"), name }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = psql(&self.server, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn shiplog(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).env("SHIPLOG_TOKEN", ADMIN_TOKEN).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn two_processes_share_one_ledger_and_losing_one_loses_nothing_acknowledged() {
+    let Some(pg) = postgres() else { return };
+    let db = Database::new(&pg);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Server::start_in(dir_a.path(), &["--store", &db.url]);
+    // One signing key for both: the checkpoints are the ledger's, not a process's.
+    let key = dir_a.path().join("checkpoint.key");
+    let b = Server::start_in(dir_b.path(), &["--store", &db.url, "--checkpoint-key", key.to_str().unwrap()]);
+    let (status, _, before) = b.get_text("/v1/checkpoint", "text/plain");
+    assert_eq!(status, 200, "{before}");
+
+    // Eight clients, each sending batches of 5 events to either process in
+    // turn; what got a 201 is acknowledged, with its seqs.
+    let acked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let urls = [a.url.clone(), b.url.clone()];
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (acked, stop, urls) = (Arc::clone(&acked), Arc::clone(&stop), urls.clone());
+            std::thread::spawn(move || {
+                let agent = Server::agent();
+                let mut n = 0usize;
+                let mut refused = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let batch: Vec<Value> =
+                        (0..5).map(|_| common::deployment(&format!("svc-{}", (c + n) % 5))).collect();
+                    let url = &urls[n % 2];
+                    match agent.post(&format!("{url}/v1/events")).send_json(Value::Array(batch.clone())) {
+                        Ok(r) if r.status() == 201 => {
+                            let body: Value = r.into_json().unwrap();
+                            let mut acked = acked.lock().unwrap();
+                            for receipt in body.as_array().unwrap() {
+                                acked.insert(
+                                    receipt["id"].as_str().unwrap().to_owned(),
+                                    receipt["seq"].as_u64().unwrap(),
+                                );
+                            }
+                        }
+                        // The killed process: no receipt, so nothing was promised.
+                        _ => refused += 1,
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut a = a;
+    a.signal(libc::SIGKILL);
+    a.wait(10);
+    let killed_at = acked.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::SeqCst);
+    let refused: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let acked = Arc::try_unwrap(acked).unwrap().into_inner().unwrap();
+    assert!(killed_at > 50, "the load ran before the kill: {killed_at} events");
+    assert!(acked.len() > killed_at, "the survivor kept taking appends: {} then {}", killed_at, acked.len());
+    assert!(refused > 0, "some requests went to the killed process");
+
+    // Every acknowledged event is there, at its seq; seqs are gap-free.
+    let events = b.all_events();
+    let by_id: HashMap<&str, u64> =
+        events.iter().map(|e| (e["id"].as_str().unwrap(), e["seq"].as_u64().unwrap())).collect();
+    for (id, seq) in &acked {
+        assert_eq!(by_id.get(id.as_str()), Some(seq), "acknowledged event {id} at seq {seq}");
+    }
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "gap-free");
+
+    // The checkpoints both processes signed are one chain: the log only grew
+    // since the first, and an export verifies against the shared key.
+    let work = tempfile::tempdir().unwrap();
+    let (kept, pubkey, export) =
+        (work.path().join("kept.checkpoint"), work.path().join("shiplog.pub"), work.path().join("ledger.ndjson"));
+    std::fs::write(&kept, &before).unwrap();
+    std::fs::write(&pubkey, b.get_text("/v1/checkpoint/key", "text/plain").2).unwrap();
+    // Wait for a checkpoint that covers the last append.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.get_text("/v1/checkpoint", "text/plain").2.contains(&format!("\n{}\n", seqs.len())) {
+        assert!(Instant::now() < deadline, "no checkpoint covers all {} events", seqs.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, out, err) =
+        shiplog(&["verify", "--server", &b.url, "--since", kept.to_str().unwrap(), "--key", pubkey.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = shiplog(&["export", "--server", &b.url, "--out", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = shiplog(&["verify", export.to_str().unwrap(), "--key", pubkey.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("{} events", seqs.len())), "{out}");
+
+    // A process that starts now reads the same ledger and checks it.
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = Server::start_in(dir_c.path(), &["--store", &db.url, "--checkpoint-key", key.to_str().unwrap()]);
+    assert_eq!(c.get("/readyz").0, 200);
+    assert_eq!(c.all_events().len(), seqs.len());
+}
