@@ -43,8 +43,8 @@ struct Database {
 }
 
 impl Database {
-    fn new(server: &str) -> Database {
-        let name = format!("shiplog_ha_{}", std::process::id());
+    fn new(server: &str, test: &str) -> Database {
+        let name = format!("shiplog_ha_{test}_{}", std::process::id());
         psql(server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
         psql(server, &format!("CREATE DATABASE {name}")).unwrap();
         let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
@@ -66,7 +66,7 @@ fn shiplog(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn two_processes_share_one_ledger_and_losing_one_loses_nothing_acknowledged() {
     let Some(pg) = postgres() else { return };
-    let db = Database::new(&pg);
+    let db = Database::new(&pg, "kill");
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Server::start_in(dir_a.path(), &["--store", &db.url]);
     // One signing key for both: the checkpoints are the ledger's, not a process's.
@@ -162,4 +162,51 @@ fn two_processes_share_one_ledger_and_losing_one_loses_nothing_acknowledged() {
     let c = Server::start_in(dir_c.path(), &["--store", &db.url, "--checkpoint-key", key.to_str().unwrap()]);
     assert_eq!(c.get("/readyz").0, 200);
     assert_eq!(c.all_events().len(), seqs.len());
+}
+
+#[test]
+fn a_generated_ledger_migrated_to_postgres_serves_the_same_history() {
+    let Some(pg) = postgres() else { return };
+    let db = Database::new(&pg, "migrate");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = shiplog(&[
+        "generate",
+        "--services",
+        "3",
+        "--days",
+        "20",
+        "--seed",
+        "5",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    // A server signs a checkpoint of it, so there is one to carry over.
+    let sqlite_server = Server::start_in(dir.path(), &[]);
+    let before = sqlite_server.all_events();
+    let (_, _, checkpoint) = sqlite_server.get_text("/v1/checkpoint", "text/plain");
+    drop(sqlite_server);
+
+    let ledger = dir.path().join("ledger.db");
+    let from = format!("sqlite:{}", ledger.display());
+    let (code, out, err) = shiplog(&["migrate", "--from", &from, "--to", &db.url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("copied {} events", before.len())) && out.contains("roots match"), "{out}");
+    assert!(out.contains("checkpoint at size"), "{out}");
+
+    // Into a database that holds a ledger: refused.
+    let (code, _, err) = shiplog(&["migrate", "--from", &from, "--to", &db.url]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already holds a ledger"), "{err}");
+
+    // The same history, record for record, served from PostgreSQL with the same key.
+    let pg_dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("checkpoint.key");
+    let server = Server::start_in(pg_dir.path(), &["--store", &db.url, "--checkpoint-key", key.to_str().unwrap()]);
+    assert_eq!(server.get("/readyz").0, 200);
+    let after = server.all_events();
+    assert_eq!(after[..before.len()], before[..], "every record, leaf hash included");
+    let (_, _, note) = server.get_text("/v1/checkpoint", "text/plain");
+    let size = |n: &str| n.lines().nth(1).unwrap().parse::<u64>().unwrap();
+    assert!(size(&note) >= size(&checkpoint), "{note}");
 }

@@ -88,8 +88,8 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
         None => None,
         Some(StoreUrl::Sqlite(path)) => Some(open_empty(path, hint)?),
         Some(StoreUrl::Postgres(_)) => {
-            return Err("shiplog generate writes into the embedded SQLite store (--data-dir) or NDJSON (--out); \
-                        it does not write into PostgreSQL yet"
+            return Err("shiplog generate writes into the embedded SQLite store or NDJSON; to fill PostgreSQL, generate into \
+                        --data-dir DIR, then copy it with `shiplog migrate --from sqlite:DIR/ledger.db --to postgres://…`"
                 .into());
         }
     };

@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod files;
 mod generate;
+mod migrate;
 mod policy;
 mod record;
 mod serve;
@@ -52,6 +53,8 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Generate a realistic organisation history (NDJSON, or into a store)
     Generate(generate::GenerateArgs),
+    /// Copy a ledger into PostgreSQL, record for record, and check the roots match
+    Migrate(migrate::MigrateArgs),
     /// Create, list and revoke API tokens (needs an admin token)
     Token(token::TokenArgs),
     /// Measure the ledger (A1: embedded batch appends; A2: concurrent HTTP appends)
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Token(args) => token::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match result {
         Ok(code) => code,

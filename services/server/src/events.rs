@@ -96,6 +96,12 @@ pub(crate) async fn read_body(
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
+        // A client still sending would see its connection reset rather than
+        // this answer: take in (and drop) a body that is over by a little
+        // first; one far over is answered at once.
+        if declared.is_some_and(|n| n <= limit.saturating_add(DRAIN_AT_MOST)) {
+            drain(&mut payload, DRAIN_AT_MOST).await;
+        }
         return Err(too_large());
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
@@ -103,11 +109,27 @@ pub(crate) async fn read_body(
         let chunk =
             chunk.map_err(|e| ApiError::new(Code::InvalidJson, format!("the request body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
+            drain(&mut payload, DRAIN_AT_MOST).await;
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// How much of a refused body is read and dropped so that its sender gets
+/// the 413 rather than a reset connection.
+const DRAIN_AT_MOST: usize = 16 * 1024 * 1024;
+
+/// Read and drop the rest of a body, up to `at_most` bytes.
+async fn drain(payload: &mut web::Payload, at_most: usize) {
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = payload.next().await {
+        seen += chunk.len();
+        if seen > at_most {
+            break;
+        }
+    }
 }
 
 pub(crate) fn parse_query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, ApiError> {

@@ -99,6 +99,21 @@ pub trait EventStore: Send + Sync + 'static {
     /// Whether the store can take appends and serve reads now.
     async fn check(&self) -> Result<(), StoreError>;
 
+    /// Events after `after` as stored, with the digest their idempotency
+    /// rests on: what copying a ledger to another store reads.
+    async fn read_records(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredRecord>, StoreError> {
+        let _ = (after, limit);
+        Err(StoreError::Storage("this store cannot list its records for copying".into()))
+    }
+
+    /// Write records copied from another ledger, as they are (seq, ids,
+    /// times, recordedBy, digests, leaf hashes), at the end of this one: each
+    /// must be the next seq and hash to its own leaf. All or nothing.
+    async fn import(&self, records: Vec<StoredRecord>) -> Result<(), StoreError> {
+        let _ = records;
+        Err(StoreError::Storage("this store cannot take copied records".into()))
+    }
+
     /// Figures about the store's work, for `/metrics`.
     fn metrics(&self) -> metrics::StoreMetrics {
         metrics::StoreMetrics::default()
@@ -113,6 +128,14 @@ pub trait EventStore: Send + Sync + 'static {
 pub struct RawEvent {
     pub event: RecordedEvent,
     pub data: String,
+}
+
+/// An event as stored, for copying between stores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    pub raw: RawEvent,
+    /// The content digest duplicates are recognised by.
+    pub digest: Vec<u8>,
 }
 
 /// A signed checkpoint as the store keeps it.

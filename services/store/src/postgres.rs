@@ -284,28 +284,7 @@ impl PostgresStore {
             let (Some(event), Some(receipt)) = (events.get(i), receipts.get(i)) else { continue };
             cols.push(event, receipt, &recorded_at_text, recorded_by)?;
         }
-        sqlx::query(
-            "INSERT INTO events (seq, id, type, stream, stream_version, occurred_at, recorded_at, recorded_by, actor, source, data, links, digest, leaf_hash)
-             SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
-                                  $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::bytea[])",
-        )
-        .bind(&cols.seq)
-        .bind(&cols.id)
-        .bind(&cols.kind)
-        .bind(&cols.stream)
-        .bind(&cols.version)
-        .bind(&cols.occurred_at)
-        .bind(&cols.recorded_at)
-        .bind(&cols.recorded_by)
-        .bind(&cols.actor)
-        .bind(&cols.source)
-        .bind(&cols.data)
-        .bind(&cols.links)
-        .bind(&cols.digest)
-        .bind(&cols.leaf)
-        .execute(&mut *tx)
-        .await
-        .map_err(append_error)?;
+        cols.insert(&mut tx).await?;
         tree.save(&mut tx).await?;
         let last_seq = next_seq - 1;
         sqlx::query("SELECT pg_notify($1, $2)")
@@ -379,6 +358,55 @@ impl EventColumns {
         self.links.push(if e.links.is_empty() { None } else { Some(serde_json::to_string(&e.links).map_err(json)?) });
         self.digest.push(e.digest.to_vec());
         self.leaf.push(r.leaf_hash.0.to_vec());
+        Ok(())
+    }
+
+    /// Write the rows: one statement, whatever their number.
+    async fn insert(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), AppendError> {
+        sqlx::query(
+            "INSERT INTO events (seq, id, type, stream, stream_version, occurred_at, recorded_at, recorded_by, actor, source, data, links, digest, leaf_hash)
+             SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                                  $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::bytea[])",
+        )
+        .bind(&self.seq)
+        .bind(&self.id)
+        .bind(&self.kind)
+        .bind(&self.stream)
+        .bind(&self.version)
+        .bind(&self.occurred_at)
+        .bind(&self.recorded_at)
+        .bind(&self.recorded_by)
+        .bind(&self.actor)
+        .bind(&self.source)
+        .bind(&self.data)
+        .bind(&self.links)
+        .bind(&self.digest)
+        .bind(&self.leaf)
+        .execute(&mut **tx)
+        .await
+        .map_err(append_error)?;
+        Ok(())
+    }
+
+    fn push_record(&mut self, r: &crate::StoredRecord) -> Result<(), StoreError> {
+        let e = &r.raw.event;
+        let leaf = e.leaf_hash.ok_or_else(|| StoreError::Corrupt { seq: e.seq, problem: "no leaf hash".into() })?;
+        let int = |v: u64| i64::try_from(v).map_err(|_| StoreError::Storage(format!("{v} does not fit a bigint")));
+        let json = |err: serde_json::Error| StoreError::Storage(err.to_string());
+        self.seq.push(int(e.seq)?);
+        self.id.push(e.id.hyphenated().to_string());
+        self.kind.push(e.event_type.as_str().to_owned());
+        self.stream.push(e.stream.clone());
+        self.version.push(int(e.stream_version)?);
+        self.occurred_at.push(format_time(&e.occurred_at));
+        self.recorded_at.push(format_time(&e.recorded_at));
+        self.recorded_by.push(e.recorded_by.clone());
+        self.actor.push(e.actor.clone());
+        self.source.push(e.source.clone());
+        self.data.push(r.raw.data.clone());
+        self.links.push(if e.links.is_empty() { None } else { Some(serde_json::to_string(&e.links).map_err(json)?) });
+        self.digest.push(r.digest.clone());
+        self.leaf.push(leaf.0.to_vec());
         Ok(())
     }
 }
@@ -529,6 +557,13 @@ fn append_error(e: sqlx::Error) -> AppendError {
     }
 }
 
+fn from_append(e: AppendError) -> StoreError {
+    match e {
+        AppendError::Unavailable(m) => StoreError::Unavailable(m),
+        other => StoreError::Storage(other.to_string()),
+    }
+}
+
 impl From<StoreError> for AppendError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -671,6 +706,74 @@ impl EventStore for PostgresStore {
             .into_iter()
             .map(|r| r.into_raw().map(|(event, data)| RawEvent { event, data }))
             .collect()
+    }
+
+    async fn read_records(&self, after: Option<u64>, limit: usize) -> Result<Vec<crate::StoredRecord>, StoreError> {
+        let limit = i64::try_from(limit.clamp(1, MAX_READ_LIMIT)).unwrap_or(1);
+        let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        let rows = sqlx::query(&format!("SELECT {COLUMNS}, digest FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let digest: Vec<u8> = row.try_get(13).map_err(store_error)?;
+                let (event, data) = raw_row(row)?.into_raw()?;
+                Ok(crate::StoredRecord { raw: RawEvent { event, data }, digest })
+            })
+            .collect()
+    }
+
+    async fn import(&self, records: Vec<crate::StoredRecord>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the store is shutting down".into()));
+        }
+        let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let mut next = tip(&mut *tx).await?.map_or(0, |t| t + 1);
+        let mut tree = TreeWriter::default();
+        let mut cols = EventColumns::default();
+        for record in &records {
+            let event = &record.raw.event;
+            let seq = event.seq;
+            if seq != next {
+                return Err(StoreError::Storage(format!(
+                    "the copied records must continue this ledger: its next seq is {next}, the record's {seq}"
+                )));
+            }
+            let mut full = event.clone();
+            full.data = serde_json::from_str(&record.raw.data)
+                .map_err(|e| StoreError::Corrupt { seq, problem: format!("data: {e}") })?;
+            let leaf = shiplog_core::merkle::leaf_hash(&full)
+                .map_err(|e| StoreError::Corrupt { seq, problem: format!("cannot hash the record: {e}") })?;
+            if Some(leaf) != event.leaf_hash {
+                return Err(StoreError::Corrupt { seq, problem: "the record does not hash to its stored leaf".into() });
+            }
+            tree.append(&mut tx, seq, leaf).await.map_err(from_append)?;
+            cols.push_record(record)?;
+            next += 1;
+        }
+        cols.insert(&mut tx).await.map_err(from_append)?;
+        tree.save(&mut tx).await.map_err(from_append)?;
+        let last = next - 1;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(last.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        advance(&self.inner.head_tx, last);
+        Ok(())
     }
 
     async fn read_stream(
@@ -912,6 +1015,52 @@ mod tests {
         let more = store.append(crate::contract::deployments(1, "checkout"), "test").await.unwrap();
         assert_eq!((more[0].seq, more[0].stream_version), (3, 3));
         store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copied_ledger_keeps_every_record_and_root() {
+        let Some(server) = server().await else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = crate::SqliteStore::open(&dir.path().join("ledger.db")).unwrap();
+        for n in 0..7 {
+            sqlite.append(crate::contract::deployments(n + 1, &format!("svc-{}", n % 3)), "ci-main").await.unwrap();
+        }
+        let records = sqlite.read_records(None, 1_000).await.unwrap();
+        assert_eq!(records.len(), 28);
+        let scratch = Scratch::new(&server).await;
+        let pg = PostgresStore::open(&scratch.url).await.unwrap();
+        pg.import(records[..10].to_vec()).await.unwrap();
+        // Out of order, or altered: refused, nothing written.
+        let err = pg.import(records[11..].to_vec()).await.unwrap_err();
+        assert!(err.to_string().contains("next seq is 10"), "{err}");
+        let mut forged = records[10].clone();
+        forged.raw.event.recorded_by = "someone-else".into();
+        let err = pg.import(vec![forged]).await.unwrap_err();
+        assert!(err.to_string().contains("does not hash to its stored leaf"), "{err}");
+        pg.import(records[10..].to_vec()).await.unwrap();
+
+        assert_eq!(pg.read_records(None, 1_000).await.unwrap(), records);
+        for size in [1, 10, 28] {
+            assert_eq!(crate::tree::root(&pg, size).await.unwrap(), crate::tree::root(&sqlite, size).await.unwrap());
+        }
+        assert!(crate::tree::audit(&pg, |_| {}).await.unwrap().verdict.is_ok());
+        // A retry of a copied event is still a duplicate, with its original receipt.
+        let again = pg
+            .append(
+                vec![crate::contract::parse(serde_json::json!({
+            "id": records[3].raw.event.id, "type": "deployment.succeeded", "occurredAt": "2026-11-20T10:00:00Z",
+            "actor": "u-1042", "source": "https://ci.example.com/runs/42",
+            "data": serde_json::from_str::<serde_json::Value>(&records[3].raw.data).unwrap()}))],
+                "x",
+            )
+            .await;
+        let again = again.unwrap();
+        assert_eq!((again[0].seq, again[0].duplicate), (3, true));
+        assert_eq!(Some(again[0].leaf_hash), records[3].raw.event.leaf_hash);
+        let more = pg.append(crate::contract::deployments(1, "svc-0"), "ci-main").await.unwrap();
+        assert_eq!(more[0].seq, 28);
+        sqlite.close().await;
+        pg.close().await;
     }
 
     #[test]

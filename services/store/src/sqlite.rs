@@ -414,6 +414,23 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn read_records(&self, after: Option<u64>, limit: usize) -> Result<Vec<crate::StoredRecord>, StoreError> {
+        self.with_reader(move |conn| {
+            let limit = limit.clamp(1, MAX_READ_LIMIT);
+            let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
+            let sql = format!("SELECT {COLUMNS}, e.digest FROM {FROM} WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![after, limit], |r| Ok((raw_row(r)?, r.get::<_, Vec<u8>>(13)?)))?;
+            rows.map(|r| {
+                let (row, digest) = r.map_err(StoreError::from)?;
+                let (event, data) = row.into_raw()?;
+                Ok(crate::StoredRecord { raw: RawEvent { event, data }, digest })
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn read_stream(
         &self,
         stream: &str,
