@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use shiplog_core::checkpoint::{CheckpointSigner, keys_from_seed};
 use shiplog_core::{Author, NewEvent};
-use shiplog_store::{EventStore, SqliteStore};
+use shiplog_store::{EventStore, PostgresStore, SqliteStore};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 #[derive(Args, Debug)]
@@ -30,6 +30,11 @@ pub struct BenchArgs {
     /// Keep the benchmark's stores and files (their directory is printed)
     #[arg(long, global = true)]
     keep: bool,
+    /// Run A1 and A2 on PostgreSQL instead of SQLite: a fresh database per
+    /// run on the server this URL names (postgres://USER@HOST:5432/ANY_DATABASE),
+    /// dropped afterwards
+    #[arg(long, global = true, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -148,13 +153,15 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
     };
     match args.which {
         Bench::A1 { events, batch, rounds, in_flight } => {
-            a1(dir.path(), events, batch.max(1), rounds.max(1), in_flight.max(1))
+            a1(dir.path(), events, batch.max(1), rounds.max(1), in_flight.max(1), args.postgres.as_deref())
         }
         Bench::D1 { rate, seconds, connections, policies } => {
             d1(dir.path(), rate.max(1), seconds.max(1), connections.max(1), &policies)
         }
         Bench::V1 { events, rounds } => v1(dir.path(), events.max(1), rounds.max(1)),
-        Bench::A2 { clients, seconds, warmup } => a2(dir.path(), clients.max(1), seconds.max(1), warmup),
+        Bench::A2 { clients, seconds, warmup } => {
+            a2(dir.path(), clients.max(1), seconds.max(1), warmup, args.postgres.as_deref())
+        }
         Bench::R1 { history, rounds } => r1(dir.path(), &history, rounds.max(1)),
         Bench::Q1 { history, queries, policies } => q1(dir.path(), &history, queries.max(1), &policies),
         Bench::Replay { db } => replay(&db),
@@ -415,14 +422,29 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn a1(dir: &std::path::Path, events: usize, batch: usize, rounds: usize, in_flight: usize) -> Result<ExitCode, String> {
+fn a1(
+    dir: &std::path::Path,
+    events: usize,
+    batch: usize,
+    rounds: usize,
+    in_flight: usize,
+    postgres: Option<&str>,
+) -> Result<ExitCode, String> {
     let rt = runtime()?;
     let mut rates = Vec::new();
     let mut batch_p99 = Vec::new();
     for round in 0..rounds {
         let batches: Vec<Vec<NewEvent>> = sample_events(events)?.chunks(batch).map(<[NewEvent]>::to_vec).collect();
         let path = dir.join(format!("a1-{round}.db"));
-        let store = Arc::new(SqliteStore::open(&path).map_err(|e| e.to_string())?);
+        let scratch = format!("shiplog_bench_a1_{}_{round}", std::process::id());
+        let store: Arc<dyn EventStore> = match postgres {
+            None => Arc::new(SqliteStore::open(&path).map_err(|e| e.to_string())?),
+            Some(server) => rt.block_on(async {
+                let url =
+                    shiplog_store::postgres::create_database(server, &scratch).await.map_err(|e| e.to_string())?;
+                PostgresStore::open(&url).await.map(|s| Arc::new(s) as Arc<dyn EventStore>).map_err(|e| e.to_string())
+            })?,
+        };
         let (elapsed, mut latencies) = rt.block_on(async {
             // `in_flight` appenders take batches in turn from one queue.
             let queue = Arc::new(std::sync::Mutex::new(batches.into_iter()));
@@ -450,6 +472,9 @@ fn a1(dir: &std::path::Path, events: usize, batch: usize, rounds: usize, in_flig
             store.close().await;
             Ok::<_, String>((elapsed, latencies))
         })?;
+        if let Some(server) = postgres {
+            rt.block_on(shiplog_store::postgres::drop_database(server, &scratch)).map_err(|e| e.to_string())?;
+        }
         latencies.sort();
         let rate = events as f64 / elapsed.as_secs_f64();
         let p99 = percentile(&latencies, 99.0);
@@ -460,7 +485,8 @@ fn a1(dir: &std::path::Path, events: usize, batch: usize, rounds: usize, in_flig
     let rate = median(rates);
     let verdict = if rate >= 100_000.0 { "meets" } else { "misses" };
     println!(
-        "| A1 | durable batch append, embedded SQLite ({events} events in batches of {batch}, {in_flight} in flight, median of {rounds} rounds) | {rate:.0} events/s; batch p99 {:.1} ms | ≥ 100,000 events/s ({verdict}) |",
+        "| A1 | durable batch append, {} ({events} events in batches of {batch}, {in_flight} in flight, median of {rounds} rounds) | {rate:.0} events/s; batch p99 {:.1} ms | ≥ 100,000 events/s ({verdict}) |",
+        if postgres.is_some() { "PostgreSQL" } else { "embedded SQLite" },
         median(batch_p99)
     );
     Ok(ExitCode::SUCCESS)
@@ -582,8 +608,23 @@ fn v1(dir: &std::path::Path, events: usize, rounds: usize) -> Result<ExitCode, S
     Ok(ExitCode::SUCCESS)
 }
 
-fn a2(dir: &std::path::Path, clients: usize, seconds: u64, warmup: u64) -> Result<ExitCode, String> {
-    let (addr, server) = BenchServer::start(&dir.join("a2.db"), None)?;
+fn a2(
+    dir: &std::path::Path,
+    clients: usize,
+    seconds: u64,
+    warmup: u64,
+    postgres: Option<&str>,
+) -> Result<ExitCode, String> {
+    let scratch = format!("shiplog_bench_a2_{}", std::process::id());
+    let pg_url = match postgres {
+        None => None,
+        Some(server) => Some(
+            runtime()?
+                .block_on(shiplog_store::postgres::create_database(server, &scratch))
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let (addr, server) = BenchServer::start_on(&dir.join("a2.db"), None, pg_url)?;
 
     // The load generator runs on one thread so that it takes at most one of
     // the machine's cores away from the server.
@@ -631,6 +672,9 @@ fn a2(dir: &std::path::Path, clients: usize, seconds: u64, warmup: u64) -> Resul
         Ok::<_, String>((all, errors))
     });
     server.stop();
+    if let Some(server) = postgres {
+        runtime()?.block_on(shiplog_store::postgres::drop_database(server, &scratch)).map_err(|e| e.to_string())?;
+    }
     let (mut latencies, errors) = result?;
     latencies.sort();
     let rate = latencies.len() as f64 / seconds as f64;
@@ -638,7 +682,8 @@ fn a2(dir: &std::path::Path, clients: usize, seconds: u64, warmup: u64) -> Resul
     let p99 = percentile(&latencies, 99.0).as_secs_f64() * 1e3;
     let verdict = if rate >= 10_000.0 && p99 <= 10.0 { "meets" } else { "misses" };
     println!(
-        "| A2 | single-event HTTP appends, {clients} clients, durable, SQLite ({seconds} s after {warmup} s warm-up) | {rate:.0} events/s; p50 {p50:.2} ms; p99 {p99:.2} ms; {errors} errors | ≥ 10,000 events/s, p99 ≤ 10 ms ({verdict}) |"
+        "| A2 | single-event HTTP appends, {clients} clients, durable, {} ({seconds} s after {warmup} s warm-up) | {rate:.0} events/s; p50 {p50:.2} ms; p99 {p99:.2} ms; {errors} errors | ≥ 10,000 events/s, p99 ≤ 10 ms ({verdict}) |",
+        if postgres.is_some() { "PostgreSQL" } else { "SQLite" }
     );
     let _ = std::io::stdout().flush();
     Ok(ExitCode::SUCCESS)
@@ -795,12 +840,32 @@ struct BenchServer {
 
 impl BenchServer {
     fn start(db: &std::path::Path, policies: Option<PathBuf>) -> Result<(std::net::SocketAddr, BenchServer), String> {
-        let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(db).map_err(|e| e.to_string())?);
+        Self::start_on(db, policies, None)
+    }
+
+    /// On the SQLite file `db`, or on PostgreSQL when `postgres` is given.
+    fn start_on(
+        db: &std::path::Path,
+        policies: Option<PathBuf>,
+        postgres: Option<String>,
+    ) -> Result<(std::net::SocketAddr, BenchServer), String> {
+        let sqlite = match postgres {
+            None => Some(SqliteStore::open(db).map_err(|e| e.to_string())?),
+            Some(_) => None,
+        };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
+                // PostgreSQL's connections live on the runtime that opens them.
+                let store: Arc<dyn EventStore> = match (sqlite, postgres) {
+                    (Some(sqlite), _) => Arc::new(sqlite),
+                    (None, Some(url)) => {
+                        Arc::new(PostgresStore::open(&url).await.map_err(|e| std::io::Error::other(e.to_string()))?)
+                    }
+                    (None, None) => return Err(std::io::Error::other("no store")),
+                };
                 let signer = keys_from_seed("bench.shiplog.local/ledger", [42; 32])
                     .and_then(|(skey, vkey)| CheckpointSigner::new(&skey, &vkey))
                     .map_err(|e| std::io::Error::other(e.to_string()))?;

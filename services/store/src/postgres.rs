@@ -98,6 +98,36 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Make an empty database `name` (lower-case letters, digits, `_`) on the
+/// server `server` names (a URL of any database there); its URL.
+pub async fn create_database(server: &str, name: &str) -> Result<String, StoreError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(StoreError::Storage(format!("{name:?} is not a database name shiplog makes")));
+    }
+    let admin = PgPool::connect(server)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to {}: {e}", redact(server))))?;
+    let made = admin.execute(format!("CREATE DATABASE {name}").as_str()).await.map_err(store_error);
+    admin.close().await;
+    made?;
+    let base = server.split('?').next().unwrap_or(server);
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    Ok(format!("{base}/{name}"))
+}
+
+/// Drop a database [`create_database`] made.
+pub async fn drop_database(server: &str, name: &str) -> Result<(), StoreError> {
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(StoreError::Storage(format!("{name:?} is not a database name shiplog makes")));
+    }
+    let admin = PgPool::connect(server)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to {}: {e}", redact(server))))?;
+    let dropped = admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+    admin.close().await;
+    dropped.map(|_| ()).map_err(store_error)
+}
+
 impl PostgresStore {
     /// Connect to `url` (`postgres://user:password@host:port/database`),
     /// create or migrate the schema, and start following the ledger's tip.
