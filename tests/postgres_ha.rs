@@ -157,6 +157,16 @@ fn two_processes_share_one_ledger_and_losing_one_loses_nothing_acknowledged() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("{} events", seqs.len())), "{out}");
 
+    // How fresh the survivor's view of the shared ledger is, for alerting.
+    let (_, _, metrics) = b.get_text("/metrics", "text/plain");
+    let age: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("shiplog_store_follow_age_seconds "))
+        .expect("the follow age is in /metrics")
+        .parse()
+        .unwrap();
+    assert!(age < 5.0, "the tip was last confirmed {age} s ago");
+
     // A process that starts now reads the same ledger and checks it.
     let dir_c = tempfile::tempdir().unwrap();
     let c = Server::start_in(dir_c.path(), &["--store", &db.url, "--checkpoint-key", key.to_str().unwrap()]);

@@ -122,9 +122,19 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         h.render(&mut out, "shiplog_append_duration_seconds", "");
     }
     header(&mut out, "shiplog_append_batch_events", "histogram", "Events per durable commit (group commit size).");
-    match state.ledger.store.metrics().commit_sizes {
+    let store_metrics = state.ledger.store.metrics();
+    match store_metrics.commit_sizes {
         Some(h) => h.render(&mut out, "shiplog_append_batch_events", ""),
         None => Histogram::new(shiplog_store::metrics::EVENTS).render(&mut out, "shiplog_append_batch_events", ""),
+    }
+    if let Some(age) = store_metrics.follow_age_seconds {
+        header(
+            &mut out,
+            "shiplog_store_follow_age_seconds",
+            "gauge",
+            "Seconds since this process last confirmed the shared store's tip (bounds how far behind other processes' appends it is).",
+        );
+        let _ = writeln!(out, "shiplog_store_follow_age_seconds {age}");
     }
 
     header(&mut out, "shiplog_decisions_total", "counter", "Gate decisions, by gate and outcome.");

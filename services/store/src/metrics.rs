@@ -63,6 +63,11 @@ impl Histogram {
 pub struct StoreMetrics {
     /// Events per durable commit (group commit size).
     pub commit_sizes: Option<Histogram>,
+    /// For a store shared by several processes: seconds since this process
+    /// last confirmed the store's tip (a notification or a poll). What it
+    /// serves is at most this far behind the other processes' appends, plus
+    /// its projections' own lag.
+    pub follow_age_seconds: Option<f64>,
 }
 
 #[cfg(test)]

@@ -70,6 +70,8 @@ struct Inner {
     head: watch::Receiver<Option<u64>>,
     head_tx: Arc<watch::Sender<Option<u64>>>,
     follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// When the tip was last confirmed.
+    synced: Arc<Mutex<std::time::Instant>>,
     closed: AtomicBool,
     commit_sizes: Mutex<crate::metrics::Histogram>,
 }
@@ -148,7 +150,8 @@ impl PostgresStore {
         let tip = tip(&pool).await?;
         let (head_tx, head) = watch::channel(tip);
         let head_tx = Arc::new(head_tx);
-        let follower = tokio::spawn(follow_head(pool.clone(), Arc::clone(&head_tx)));
+        let synced = Arc::new(Mutex::new(std::time::Instant::now()));
+        let follower = tokio::spawn(follow_head(pool.clone(), Arc::clone(&head_tx), Arc::clone(&synced)));
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,
@@ -156,6 +159,7 @@ impl PostgresStore {
                 head,
                 head_tx,
                 follower: Mutex::new(Some(follower)),
+                synced,
                 closed: AtomicBool::new(false),
                 commit_sizes: Mutex::new(crate::metrics::Histogram::new(crate::metrics::EVENTS)),
             }),
@@ -329,6 +333,10 @@ impl PostgresStore {
             h.observe(new.len() as f64);
         }
         advance(&self.inner.head_tx, last_seq);
+        // Under the lock, this commit was the tip.
+        if let Ok(mut at) = self.inner.synced.lock() {
+            *at = std::time::Instant::now();
+        }
         Ok(receipts)
     }
 
@@ -655,7 +663,12 @@ fn advance(head: &watch::Sender<Option<u64>>, seq: u64) {
 
 /// Keep `head` at the database's tip: on every notification, and every
 /// [`POLL`] in case one was missed.
-async fn follow_head(pool: PgPool, head: Arc<watch::Sender<Option<u64>>>) {
+async fn follow_head(pool: PgPool, head: Arc<watch::Sender<Option<u64>>>, synced: Arc<Mutex<std::time::Instant>>) {
+    let confirm = || {
+        if let Ok(mut at) = synced.lock() {
+            *at = std::time::Instant::now();
+        }
+    };
     let mut listener: Option<PgListener> = None;
     loop {
         if listener.is_none() {
@@ -681,12 +694,18 @@ async fn follow_head(pool: PgPool, head: Arc<watch::Sender<Option<u64>>>) {
             }
         };
         match notified {
-            Some(seq) => advance(&head, seq),
-            None => {
-                if let Ok(Some(seq)) = tip(&pool).await {
-                    advance(&head, seq);
-                }
+            Some(seq) => {
+                advance(&head, seq);
+                confirm();
             }
+            None => match tip(&pool).await {
+                Ok(Some(seq)) => {
+                    advance(&head, seq);
+                    confirm();
+                }
+                Ok(None) => confirm(),
+                Err(_) => {}
+            },
         }
     }
 }
@@ -885,7 +904,10 @@ impl EventStore for PostgresStore {
     }
 
     fn metrics(&self) -> crate::metrics::StoreMetrics {
-        crate::metrics::StoreMetrics { commit_sizes: self.inner.commit_sizes.lock().ok().map(|h| h.clone()) }
+        crate::metrics::StoreMetrics {
+            commit_sizes: self.inner.commit_sizes.lock().ok().map(|h| h.clone()),
+            follow_age_seconds: self.inner.synced.lock().ok().map(|at| at.elapsed().as_secs_f64()),
+        }
     }
 
     async fn check(&self) -> Result<(), StoreError> {
@@ -1014,10 +1036,12 @@ mod tests {
         }
         all.sort_unstable();
         assert_eq!(all, (0..480).collect::<Vec<_>>(), "every seq once, none missing");
-        // Each follows the other's appends.
+        // Each follows the other's appends, and says how fresh its view is.
         for store in [&a, &b] {
             let mut head = store.head();
             tokio::time::timeout(Duration::from_secs(5), head.wait_for(|h| *h == Some(479))).await.unwrap().unwrap();
+            let age = store.metrics().follow_age_seconds.unwrap();
+            assert!(age < 2.5, "the tip was last confirmed {age} s ago");
         }
         // The tree both wrote is one tree: every leaf audits.
         let report = crate::tree::audit(a.as_ref(), |_| {}).await.unwrap();

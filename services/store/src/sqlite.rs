@@ -505,7 +505,10 @@ impl EventStore for SqliteStore {
     }
 
     fn metrics(&self) -> crate::metrics::StoreMetrics {
-        crate::metrics::StoreMetrics { commit_sizes: self.inner.commit_sizes.lock().ok().map(|h| h.clone()) }
+        crate::metrics::StoreMetrics {
+            commit_sizes: self.inner.commit_sizes.lock().ok().map(|h| h.clone()),
+            follow_age_seconds: None,
+        }
     }
 
     async fn check(&self) -> Result<(), StoreError> {
