@@ -247,16 +247,7 @@ fn run(chromium: &Path, driver: &Path) -> Result<PathBuf, String> {
         return Err(format!("shiplog generate failed: {status}"));
     }
     // The gates with the generated directory, so a decision can be asked.
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).map_err(|e| e.to_string())?;
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-    for entry in std::fs::read_dir(&repo).map_err(|e| e.to_string())? {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.extension().is_some_and(|e| e == "cedar") {
-            std::fs::copy(&path, policies.join(path.file_name().unwrap())).map_err(|e| e.to_string())?;
-        }
-    }
-    std::fs::copy(&directory, policies.join("entities.json")).map_err(|e| e.to_string())?;
+    let policies = common::policies_with_directory(dir.path(), &directory)?;
     let server = Server::start_in(&data_dir, &["--policies", policies.to_str().unwrap()]);
     let auditor = server.token("dashboard-auditor", "auditor");
 

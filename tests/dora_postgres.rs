@@ -211,16 +211,7 @@ fn run(conn: &str) -> Result<usize, String> {
     generate(&["--data-dir", data_dir.to_str().unwrap()])?;
 
     // Policies with the generated directory (teams come from it).
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).map_err(|e| e.to_string())?;
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-    for entry in std::fs::read_dir(&repo).map_err(|e| e.to_string())? {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.extension().is_some_and(|e| e == "cedar") {
-            std::fs::copy(&path, policies.join(path.file_name().unwrap())).map_err(|e| e.to_string())?;
-        }
-    }
-    std::fs::copy(&directory, policies.join("entities.json")).map_err(|e| e.to_string())?;
+    let policies = common::policies_with_directory(dir.path(), &directory)?;
     let server = Server::start_in(&data_dir, &["--policies", policies.to_str().unwrap()]);
 
     let entities: Value = serde_json::from_str(&std::fs::read_to_string(&directory).map_err(|e| e.to_string())?)

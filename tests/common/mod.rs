@@ -272,6 +272,22 @@ fn database_of(url: &str) -> String {
     url.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
+/// The repository's gate policies in `dir/policies`, with `directory` (a
+/// generated organisation's entities) as their directory; that folder.
+pub fn policies_with_directory(dir: &Path, directory: &Path) -> Result<PathBuf, String> {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).map_err(|e| e.to_string())?;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    for entry in std::fs::read_dir(&repo).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if let (Some(name), true) = (path.file_name(), path.extension().is_some_and(|e| e == "cedar")) {
+            std::fs::copy(&path, policies.join(name)).map_err(|e| e.to_string())?;
+        }
+    }
+    std::fs::copy(directory, policies.join("entities.json")).map_err(|e| e.to_string())?;
+    Ok(policies)
+}
+
 /// Run one SQL command with `psql` against a PostgreSQL URL.
 pub fn psql(url: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")

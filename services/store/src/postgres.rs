@@ -103,15 +103,7 @@ pub fn redact(url: &str) -> String {
 /// Make an empty database `name` (lower-case letters, digits, `_`) on the
 /// server `server` names (a URL of any database there); its URL.
 pub async fn create_database(server: &str, name: &str) -> Result<String, StoreError> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-        return Err(StoreError::Storage(format!("{name:?} is not a database name shiplog makes")));
-    }
-    let admin = PgPool::connect(server)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("cannot connect to {}: {e}", redact(server))))?;
-    let made = admin.execute(format!("CREATE DATABASE {name}").as_str()).await.map_err(store_error);
-    admin.close().await;
-    made?;
+    on_server(server, name, "CREATE DATABASE", "").await?;
     let base = server.split('?').next().unwrap_or(server);
     let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
     Ok(format!("{base}/{name}"))
@@ -119,15 +111,20 @@ pub async fn create_database(server: &str, name: &str) -> Result<String, StoreEr
 
 /// Drop a database [`create_database`] made.
 pub async fn drop_database(server: &str, name: &str) -> Result<(), StoreError> {
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+    on_server(server, name, "DROP DATABASE IF EXISTS", " WITH (FORCE)").await
+}
+
+/// Run `{verb} {name}{options}` on the server `server` names.
+async fn on_server(server: &str, name: &str, verb: &str, options: &str) -> Result<(), StoreError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
         return Err(StoreError::Storage(format!("{name:?} is not a database name shiplog makes")));
     }
     let admin = PgPool::connect(server)
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to {}: {e}", redact(server))))?;
-    let dropped = admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+    let done = admin.execute(format!("{verb} {name}{options}").as_str()).await;
     admin.close().await;
-    dropped.map(|_| ()).map_err(store_error)
+    done.map(|_| ()).map_err(store_error)
 }
 
 impl PostgresStore {
@@ -178,15 +175,51 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn append_now(&self, events: &[NewEvent], recorded_by: &str) -> Result<Vec<Receipt>, AppendError> {
-        let rows = events.iter().map(|e| LeafTemplate::new(e, recorded_by)).collect::<Result<Vec<_>, _>>();
-        let leaves = rows.map_err(|e| AppendError::Storage(e.to_string()))?;
+    /// A transaction holding the append lock: until it ends, no other
+    /// process (or task) writes events.
+    async fn begin_writing(&self) -> Result<Transaction<'static, Postgres>, AppendError> {
         let mut tx = self.inner.pool.begin().await.map_err(append_error)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(APPEND_LOCK)
             .execute(&mut *tx)
             .await
             .map_err(append_error)?;
+        Ok(tx)
+    }
+
+    /// Write the events and their tree hashes, announce the new tip `last`,
+    /// commit (which releases the lock), and move this process's head on.
+    async fn commit_writing(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        cols: &EventColumns,
+        tree: &TreeWriter,
+        last: u64,
+    ) -> Result<(), AppendError> {
+        cols.insert(&mut tx).await?;
+        tree.save(&mut tx).await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(last.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(append_error)?;
+        tx.commit().await.map_err(append_error)?;
+        if let Ok(mut h) = self.inner.commit_sizes.lock() {
+            h.observe(cols.seq.len() as f64);
+        }
+        advance(&self.inner.head_tx, last);
+        // Under the lock, this commit was the tip.
+        if let Ok(mut at) = self.inner.synced.lock() {
+            *at = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    async fn append_now(&self, events: &[NewEvent], recorded_by: &str) -> Result<Vec<Receipt>, AppendError> {
+        let rows = events.iter().map(|e| LeafTemplate::new(e, recorded_by)).collect::<Result<Vec<_>, _>>();
+        let leaves = rows.map_err(|e| AppendError::Storage(e.to_string()))?;
+        let mut tx = self.begin_writing().await?;
 
         // The tip, and what the ledger knows of this batch's ids and streams.
         let last: Option<(i64, String)> =
@@ -318,25 +351,7 @@ impl PostgresStore {
             let (Some(event), Some(receipt)) = (events.get(i), receipts.get(i)) else { continue };
             cols.push(event, receipt, &recorded_at_text, recorded_by)?;
         }
-        cols.insert(&mut tx).await?;
-        tree.save(&mut tx).await?;
-        let last_seq = next_seq - 1;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(last_seq.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(append_error)?;
-        tx.commit().await.map_err(append_error)?;
-
-        if let Ok(mut h) = self.inner.commit_sizes.lock() {
-            h.observe(new.len() as f64);
-        }
-        advance(&self.inner.head_tx, last_seq);
-        // Under the lock, this commit was the tip.
-        if let Ok(mut at) = self.inner.synced.lock() {
-            *at = std::time::Instant::now();
-        }
+        self.commit_writing(tx, &cols, &tree, next_seq - 1).await?;
         Ok(receipts)
     }
 
@@ -782,12 +797,7 @@ impl EventStore for PostgresStore {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("the store is shutting down".into()));
         }
-        let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(APPEND_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
+        let mut tx = self.begin_writing().await.map_err(from_append)?;
         let mut next = tip(&mut *tx).await?.map_or(0, |t| t + 1);
         let mut tree = TreeWriter::default();
         let mut cols = EventColumns::default();
@@ -811,18 +821,7 @@ impl EventStore for PostgresStore {
             cols.push_record(record)?;
             next += 1;
         }
-        cols.insert(&mut tx).await.map_err(from_append)?;
-        tree.save(&mut tx).await.map_err(from_append)?;
-        let last = next - 1;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(last.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
-        advance(&self.inner.head_tx, last);
-        Ok(())
+        self.commit_writing(tx, &cols, &tree, next - 1).await.map_err(from_append)
     }
 
     async fn read_stream(
@@ -971,11 +970,8 @@ mod tests {
     impl Scratch {
         pub(crate) async fn new(server: &str) -> Scratch {
             let name = format!("shiplog_test_{}", Uuid::new_v4().simple());
-            let admin = sqlx::PgPool::connect(server).await.unwrap();
-            admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-            admin.close().await;
-            let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
-            Scratch { admin: server.to_owned(), url: format!("{base}/{name}"), name }
+            let url = create_database(server, &name).await.unwrap();
+            Scratch { admin: server.to_owned(), url, name }
         }
     }
 
@@ -985,12 +981,7 @@ mod tests {
             // A runtime of its own: drop may run outside of one, or on it.
             let _ = std::thread::spawn(move || {
                 if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    rt.block_on(async {
-                        if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-                            let _ = pool.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
-                            pool.close().await;
-                        }
-                    });
+                    let _ = rt.block_on(drop_database(&admin, &name));
                 }
             })
             .join();
