@@ -9,6 +9,7 @@
 
 mod error;
 pub mod metrics;
+mod plan;
 pub mod postgres;
 pub mod sqlite;
 pub mod tree;

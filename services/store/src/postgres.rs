@@ -13,6 +13,12 @@
 //! fence, and the primary keys on `seq` and `(stream, stream_version)`
 //! would refuse a write that ever slipped past it.
 //!
+//! **Group commit.** Within a process, appends queue for one writer task,
+//! which takes every request waiting, checks each in turn against the
+//! ledger and the requests before it (`plan.rs`; a refused request does not
+//! fail its neighbours), and writes the group in one locked transaction: one
+//! lock round-trip and one WAL flush for many appends.
+//!
 //! **Followers.** Each commit sends `NOTIFY shiplog_appended` with its last
 //! seq; every process LISTENs and moves its `head` on, and also asks the
 //! database for the tip every second, so a missed notification (a dropped
@@ -28,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use shiplog_core::event::format_time;
 use shiplog_core::merkle::{
     Hash, HashReader, LeafTemplate, TreeError, indexes_read_by, stored_hash_index, stored_hashes_for_record_hash,
@@ -36,9 +42,10 @@ use shiplog_core::merkle::{
 use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Postgres, Row, Transaction};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use crate::plan::{Group, Recorded};
 use crate::sqlite::RawRow;
 use crate::{AppendError, EventStore, MAX_READ_LIMIT, RawEvent, ReadQuery, StoreError, StoredCheckpoint};
 
@@ -61,6 +68,9 @@ const COLUMNS: &str = "seq, id::text, type, stream, stream_version, occurred_at,
 /// The PostgreSQL ledger. Cheap to share: clone the `Arc` it lives in.
 pub struct PostgresStore {
     inner: Arc<Inner>,
+    /// Appends wait here for this process's writer (group commit).
+    queue: Mutex<Option<mpsc::Sender<Request>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 struct Inner {
@@ -75,6 +85,17 @@ struct Inner {
     closed: AtomicBool,
     commit_sizes: Mutex<crate::metrics::Histogram>,
 }
+
+/// An append waiting for the writer.
+struct Request {
+    events: Vec<NewEvent>,
+    leaves: Vec<LeafTemplate>,
+    recorded_by: String,
+    reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
+}
+
+/// Most events one group writes (requests are never split).
+const MAX_GROUP_EVENTS: usize = 10_000;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -149,18 +170,19 @@ impl PostgresStore {
         let head_tx = Arc::new(head_tx);
         let synced = Arc::new(Mutex::new(std::time::Instant::now()));
         let follower = tokio::spawn(follow_head(pool.clone(), Arc::clone(&head_tx), Arc::clone(&synced)));
-        Ok(PostgresStore {
-            inner: Arc::new(Inner {
-                pool,
-                location,
-                head,
-                head_tx,
-                follower: Mutex::new(Some(follower)),
-                synced,
-                closed: AtomicBool::new(false),
-                commit_sizes: Mutex::new(crate::metrics::Histogram::new(crate::metrics::EVENTS)),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            pool,
+            location,
+            head,
+            head_tx,
+            follower: Mutex::new(Some(follower)),
+            synced,
+            closed: AtomicBool::new(false),
+            commit_sizes: Mutex::new(crate::metrics::Histogram::new(crate::metrics::EVENTS)),
+        });
+        let (tx, rx) = mpsc::channel(1024);
+        let writer = tokio::spawn(writer(Arc::clone(&inner), rx));
+        Ok(PostgresStore { inner, queue: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)) })
     }
 
     /// Where the store is, without its password.
@@ -175,10 +197,24 @@ impl PostgresStore {
         Ok(())
     }
 
+    async fn fetch(&self, sql: &str, binds: Binds<'_>) -> Result<Vec<RawRow>, StoreError> {
+        let mut query = sqlx::query(sql);
+        for b in binds.0 {
+            query = match b {
+                Bind::Int(v) => query.bind(v),
+                Bind::Text(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(&self.inner.pool).await.map_err(store_error)?;
+        rows.iter().map(raw_row).collect()
+    }
+}
+
+impl Inner {
     /// A transaction holding the append lock: until it ends, no other
     /// process (or task) writes events.
     async fn begin_writing(&self) -> Result<Transaction<'static, Postgres>, AppendError> {
-        let mut tx = self.inner.pool.begin().await.map_err(append_error)?;
+        let mut tx = self.pool.begin().await.map_err(append_error)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(APPEND_LOCK)
             .execute(&mut *tx)
@@ -205,29 +241,30 @@ impl PostgresStore {
             .await
             .map_err(append_error)?;
         tx.commit().await.map_err(append_error)?;
-        if let Ok(mut h) = self.inner.commit_sizes.lock() {
+        if let Ok(mut h) = self.commit_sizes.lock() {
             h.observe(cols.seq.len() as f64);
         }
-        advance(&self.inner.head_tx, last);
+        advance(&self.head_tx, last);
         // Under the lock, this commit was the tip.
-        if let Ok(mut at) = self.inner.synced.lock() {
+        if let Ok(mut at) = self.synced.lock() {
             *at = std::time::Instant::now();
         }
         Ok(())
     }
 
-    async fn append_now(&self, events: &[NewEvent], recorded_by: &str) -> Result<Vec<Receipt>, AppendError> {
-        let rows = events.iter().map(|e| LeafTemplate::new(e, recorded_by)).collect::<Result<Vec<_>, _>>();
-        let leaves = rows.map_err(|e| AppendError::Storage(e.to_string()))?;
+    /// Check every request of a group against the ledger and write the
+    /// new events of those that stand, in one locked transaction: each
+    /// request's outcome, in order. An error here fails the whole group.
+    async fn write_group(&self, group: &[Request]) -> Result<Vec<Result<Vec<Receipt>, AppendError>>, AppendError> {
         let mut tx = self.begin_writing().await?;
 
-        // The tip, and what the ledger knows of this batch's ids and streams.
+        // The tip, and what the ledger knows of the group's ids and streams.
         let last: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, recorded_at FROM events ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(append_error)?;
-        let mut next_seq = match &last {
+        let next_seq = match &last {
             Some((seq, _)) => u64::try_from(*seq).map_err(|_| AppendError::Storage(format!("negative seq {seq}")))? + 1,
             None => 0,
         };
@@ -237,13 +274,8 @@ impl PostgresStore {
             })?),
             None => None,
         };
-        // recordedAt never goes backwards along seq, even if the clock (or
-        // another process's clock) does; microseconds, as in every store.
-        let now = Utc::now().trunc_subsecs(6);
-        let recorded_at = last_recorded_at.map_or(now, |last| now.max(last));
-        let recorded_at_text = format_time(&recorded_at);
-
-        let ids: Vec<String> = events.iter().map(|e| e.id.hyphenated().to_string()).collect();
+        let events = || group.iter().flat_map(|r| r.events.iter());
+        let ids: Vec<String> = events().map(|e| e.id.hyphenated().to_string()).collect();
         let known: HashMap<Uuid, (Receipt, Vec<u8>)> = sqlx::query(
             "SELECT id::text, seq, stream, stream_version, recorded_at, digest, leaf_hash FROM events WHERE id = ANY($1::uuid[])",
         )
@@ -255,7 +287,7 @@ impl PostgresStore {
         .map(known_receipt)
         .collect::<Result<_, _>>()?;
         let names: Vec<String> =
-            events.iter().map(|e| e.stream.as_str().to_owned()).collect::<HashSet<_>>().into_iter().collect();
+            events().map(|e| e.stream.as_str().to_owned()).collect::<HashSet<_>>().into_iter().collect();
         let mut tips: HashMap<String, u64> = HashMap::new();
         for row in sqlx::query("SELECT stream, MAX(stream_version) FROM events WHERE stream = ANY($1) GROUP BY stream")
             .bind(&names)
@@ -267,104 +299,84 @@ impl PostgresStore {
                 (row.try_get(0).map_err(append_error)?, row.try_get(1).map_err(append_error)?);
             tips.insert(name, u64::try_from(version).unwrap_or(0));
         }
+        let ledger = Ledger { known, tips };
 
-        // Check the batch and give each new event its seq and version.
-        let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
-        let mut new: Vec<usize> = Vec::new();
-        let mut same_as: Vec<(usize, usize)> = Vec::new();
-        let mut fresh: HashMap<Uuid, usize> = HashMap::new();
-        for (index, event) in events.iter().enumerate() {
-            if let Some(&first) = fresh.get(&event.id) {
-                let same = events.get(first).is_some_and(|e| e.digest == event.digest);
-                match (same, receipts.get(first)) {
-                    (true, Some(r)) => {
-                        receipts.push(Receipt { duplicate: true, ..r.clone() });
-                        same_as.push((index, first));
-                        continue;
-                    }
-                    _ => return Err(AppendError::IdRepeated { index, first, id: event.id }),
-                }
-            }
-            if let Some((receipt, digest)) = known.get(&event.id) {
-                if digest.as_slice() != event.digest.as_slice() {
-                    return Err(AppendError::IdConflict { index, id: event.id });
-                }
-                receipts.push(receipt.clone());
-                continue;
-            }
-            let stream = event.stream.as_str();
-            let tip = tips.get(stream).copied();
-            if let Some(expected) = event.expected_version {
-                if !expected.matches(tip) {
-                    return Err(AppendError::VersionConflict {
-                        index,
-                        id: event.id,
-                        stream: stream.to_owned(),
-                        expected: expected.as_i64(),
-                        current: tip,
-                    });
-                }
-            }
-            let version = tip.map_or(0, |v| v + 1);
-            tips.insert(stream.to_owned(), version);
-            fresh.insert(event.id, index);
-            receipts.push(Receipt {
-                id: event.id,
-                seq: next_seq,
-                stream: stream.to_owned(),
-                stream_version: version,
-                recorded_at,
-                leaf_hash: Hash([0; 32]),
-                duplicate: false,
-            });
-            new.push(index);
-            next_seq += 1;
-        }
-        if new.is_empty() {
-            // Only duplicates: nothing to write.
-            tx.rollback().await.map_err(append_error)?;
-            return Ok(receipts);
-        }
-
-        // Leaves, and the tree hashes each completes.
+        // recordedAt never goes backwards along seq, even if the clock (or
+        // another process's clock) does.
+        let now = Utc::now();
+        let mut planner = Group::new(&ledger, next_seq, last_recorded_at.map_or(now, |last| now.max(last)));
+        let mut outcomes = Vec::with_capacity(group.len());
         let mut tree = TreeWriter::default();
-        for &i in &new {
-            let (Some(leaf), Some(receipt)) = (leaves.get(i), receipts.get(i)) else { continue };
-            let hash = leaf
-                .leaf(receipt.seq, receipt.stream_version, &recorded_at_text)
-                .map_err(|e| AppendError::Storage(e.to_string()))?;
-            tree.append(&mut tx, receipt.seq, hash).await?;
-            if let Some(r) = receipts.get_mut(i) {
-                r.leaf_hash = hash;
-            }
-        }
-        for (index, first) in same_as {
-            let leaf = receipts.get(first).map(|r| r.leaf_hash);
-            if let (Some(leaf), Some(r)) = (leaf, receipts.get_mut(index)) {
-                r.leaf_hash = leaf;
-            }
-        }
-
-        // One statement per table, whatever the batch's size.
         let mut cols = EventColumns::default();
-        for &i in &new {
-            let (Some(event), Some(receipt)) = (events.get(i), receipts.get(i)) else { continue };
-            cols.push(event, receipt, &recorded_at_text, recorded_by)?;
+        for request in group {
+            match planner.plan(&request.events, &request.leaves) {
+                Ok(planned) => {
+                    for &i in &planned.new {
+                        let (Some(event), Some(receipt)) = (request.events.get(i), planned.receipts.get(i)) else {
+                            continue;
+                        };
+                        tree.append(&mut tx, receipt.seq, receipt.leaf_hash).await?;
+                        cols.push(event, receipt, planner.recorded_at_text(), &request.recorded_by)?;
+                    }
+                    outcomes.push(Ok(planned.receipts));
+                }
+                Err(e) => outcomes.push(Err(e)),
+            }
         }
-        self.commit_writing(tx, &cols, &tree, next_seq - 1).await?;
-        Ok(receipts)
+        if cols.seq.is_empty() {
+            // Only duplicates and refusals: nothing to write.
+            tx.rollback().await.map_err(append_error)?;
+            return Ok(outcomes);
+        }
+        self.commit_writing(tx, &cols, &tree, planner.next_seq() - 1).await?;
+        Ok(outcomes)
+    }
+}
+
+/// What the ledger holds of a group's ids and streams, read under the lock.
+struct Ledger {
+    known: HashMap<Uuid, (Receipt, Vec<u8>)>,
+    tips: HashMap<String, u64>,
+}
+
+impl Recorded for Ledger {
+    fn receipt(&self, id: &Uuid) -> Option<(Receipt, &[u8])> {
+        self.known.get(id).map(|(r, d)| (r.clone(), d.as_slice()))
     }
 
-    async fn fetch(&self, sql: &str, binds: Binds<'_>) -> Result<Vec<RawRow>, StoreError> {
-        let mut query = sqlx::query(sql);
-        for b in binds.0 {
-            query = match b {
-                Bind::Int(v) => query.bind(v),
-                Bind::Text(v) => query.bind(v),
-            };
+    fn stream_tip(&self, stream: &str) -> Option<u64> {
+        self.tips.get(stream).copied()
+    }
+}
+
+/// This process's writer: takes the appends queued while it was writing and
+/// commits them together (group commit), one locked transaction a group.
+/// Ends when the queue closes and is empty.
+async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
+    while let Some(first) = queue.recv().await {
+        let mut events = first.events.len();
+        let mut group = vec![first];
+        while events < MAX_GROUP_EVENTS {
+            match queue.try_recv() {
+                Ok(r) => {
+                    events += r.events.len();
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
         }
-        let rows = query.fetch_all(&self.inner.pool).await.map_err(store_error)?;
-        rows.iter().map(raw_row).collect()
+        match inner.write_group(&group).await {
+            Ok(outcomes) => {
+                for (r, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = r.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                for r in group {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -732,7 +744,15 @@ impl EventStore for PostgresStore {
             return Ok(Vec::new());
         }
         self.open_for_appends()?;
-        self.append_now(&events, recorded_by).await
+        let leaves = crate::plan::templates(&events, recorded_by)?;
+        let queue = self.queue.lock().ok().and_then(|q| q.clone());
+        let queue = queue.ok_or_else(|| AppendError::Unavailable("the store is shutting down".into()))?;
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Request { events, leaves, recorded_by: recorded_by.to_owned(), reply })
+            .await
+            .map_err(|_| AppendError::Unavailable("the store is shutting down".into()))?;
+        answer.await.map_err(|_| AppendError::Unavailable("the store stopped before answering".into()))?
     }
 
     async fn read(&self, query: ReadQuery) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -797,7 +817,7 @@ impl EventStore for PostgresStore {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("the store is shutting down".into()));
         }
-        let mut tx = self.begin_writing().await.map_err(from_append)?;
+        let mut tx = self.inner.begin_writing().await.map_err(from_append)?;
         let mut next = tip(&mut *tx).await?.map_or(0, |t| t + 1);
         let mut tree = TreeWriter::default();
         let mut cols = EventColumns::default();
@@ -821,7 +841,7 @@ impl EventStore for PostgresStore {
             cols.push_record(record)?;
             next += 1;
         }
-        self.commit_writing(tx, &cols, &tree, next - 1).await.map_err(from_append)
+        self.inner.commit_writing(tx, &cols, &tree, next - 1).await.map_err(from_append)
     }
 
     async fn read_stream(
@@ -919,6 +939,12 @@ impl EventStore for PostgresStore {
 
     async fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
+        // Closing the queue lets the writer finish the appends accepted.
+        drop(self.queue.lock().ok().and_then(|mut q| q.take()));
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(w) = writer {
+            let _ = w.await;
+        }
         let follower = self.inner.follower.lock().ok().and_then(|mut f| f.take());
         if let Some(f) = follower {
             f.abort();
