@@ -158,12 +158,29 @@ impl PostgresStore {
                 "{location} is not a PostgreSQL URL ({e}); give postgres://user:password@host:5432/database"
             ))
         })?;
-        let pool = PgPoolOptions::new()
+        let options = options.application_name("shiplog");
+        let pool = match PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.application_name("shiplog"))
+            .connect_with(options.clone())
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to {location}: {e}")))?;
+        {
+            Ok(pool) => pool,
+            // The pool keeps retrying and then says only that it timed
+            // out: one direct attempt names the cause (refused, no such
+            // host, authentication failed, no such database, …).
+            Err(sqlx::Error::PoolTimedOut) => {
+                let cause = match sqlx::ConnectOptions::connect(&options).await {
+                    Err(e) => e.to_string(),
+                    Ok(conn) => {
+                        let _ = sqlx::Connection::close(conn).await;
+                        "it took longer than 5 s to answer".to_owned()
+                    }
+                };
+                return Err(StoreError::Unavailable(format!("cannot connect to {location}: {cause}")));
+            }
+            Err(e) => return Err(StoreError::Unavailable(format!("cannot connect to {location}: {e}"))),
+        };
         migrate(&pool, &location).await?;
         let tip = tip(&pool).await?;
         let (head_tx, head) = watch::channel(tip);
@@ -1132,6 +1149,16 @@ mod tests {
         assert_eq!(more[0].seq, 28);
         sqlite.close().await;
         pg.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_named_with_the_cause() {
+        // Port 1 on loopback: nothing listens there.
+        let err = PostgresStore::open("postgres://shiplog:s3cret@127.0.0.1:1/ledger").await.err().unwrap();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(text.contains("refused"), "{text}");
+        assert!(text.contains("postgres://shiplog:****@127.0.0.1:1/ledger") && !text.contains("s3cret"), "{text}");
     }
 
     #[test]
