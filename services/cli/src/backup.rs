@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use shiplog_core::merkle::to_base64;
-use shiplog_store::{EventStore, PostgresStore, SqliteStore, tree};
+use shiplog_store::{EventStore, SqliteStore, tree};
 
 use crate::config::StoreUrl;
 use crate::files::{partial, remove_db, remove_sidecars, sync_dir};
@@ -34,6 +34,11 @@ impl StoreArgs {
             StoreUrl::Postgres(_) => Err(
                 "this command works on the embedded SQLite store; back up a PostgreSQL ledger with pg_dump (or your database's own backups), \
                  and check one with `shiplog verify --store postgres://…`"
+                    .into(),
+            ),
+            StoreUrl::Esdb(_) => Err(
+                "this command works on the embedded SQLite store; back up an EventStoreDB / KurrentDB ledger with the server's own backups, \
+                 check one with `shiplog verify --store esdb://…`, or copy it with `shiplog migrate`"
                     .into(),
             ),
         }
@@ -99,7 +104,7 @@ pub fn check_file(path: &Path) -> Result<Checked, String> {
 pub fn check_store(url: &StoreUrl) -> Result<Checked, String> {
     let label = match url {
         StoreUrl::Sqlite(path) => path.display().to_string(),
-        StoreUrl::Postgres(_) => format!("{url:?}"),
+        StoreUrl::Postgres(_) | StoreUrl::Esdb(_) => format!("{url:?}"),
     };
     let rt = crate::bench::runtime()?;
     rt.block_on(async {
@@ -108,9 +113,7 @@ pub fn check_store(url: &StoreUrl) -> Result<Checked, String> {
             StoreUrl::Sqlite(path) => {
                 Arc::new(SqliteStore::open_read_only(path).map_err(|e| format!("cannot open {label}: {e}"))?)
             }
-            StoreUrl::Postgres(u) => {
-                Arc::new(PostgresStore::open(u).await.map_err(|e| format!("cannot open {label}: {e}"))?)
-            }
+            other => crate::serve::open_store(other).await.map_err(|e| format!("cannot open {label}: {e}"))?,
         };
         let bar = spinner(format!("checking {label}"));
         let report = tree::audit(store.as_ref(), |n| bar.set_message(format!("checking {label}: {n} events")))
@@ -239,7 +242,7 @@ pub fn verify_store(url: &StoreUrl, key: &str) -> Result<ExitCode, String> {
     let label = match url {
         StoreUrl::Sqlite(path) if !path.is_file() => return Err(format!("no ledger at {}", path.display())),
         StoreUrl::Sqlite(path) => path.display().to_string(),
-        StoreUrl::Postgres(_) => format!("{url:?}"),
+        StoreUrl::Postgres(_) | StoreUrl::Esdb(_) => format!("{url:?}"),
     };
     let checked = match check_store(url) {
         Ok(c) => c,

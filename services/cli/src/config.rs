@@ -63,6 +63,9 @@ pub enum StoreUrl {
     Sqlite(PathBuf),
     /// A `postgres://` URL (it may hold a password: never log it as is).
     Postgres(String),
+    /// An EventStoreDB / KurrentDB URL, `esdb://…` (the `eventstore` build
+    /// feature serves it; it may hold a password too).
+    Esdb(String),
 }
 
 /// Without the password.
@@ -70,7 +73,7 @@ impl std::fmt::Debug for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
-            StoreUrl::Postgres(url) => f.write_str(&shiplog_store::postgres::redact(url)),
+            StoreUrl::Postgres(url) | StoreUrl::Esdb(url) => f.write_str(&shiplog_store::postgres::redact(url)),
         }
     }
 }
@@ -90,8 +93,15 @@ impl StoreUrl {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(StoreUrl::Postgres(url.to_owned()));
         }
+        if ["esdb://", "esdb+discover://", "kurrentdb://", "kurrentdb+discover://", "kurrent://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            return Ok(StoreUrl::Esdb(url.to_owned()));
+        }
         Err(format!(
-            "--store {:?} is not a store URL this shiplog knows; use sqlite:PATH, postgres://USER:PASSWORD@HOST:5432/DATABASE, or omit --store",
+            "--store {:?} is not a store URL this shiplog knows; use sqlite:PATH, postgres://USER:PASSWORD@HOST:5432/DATABASE, \
+             esdb://HOST:2113 (EventStoreDB / KurrentDB), or omit --store",
             shiplog_store::postgres::redact(url)
         ))
     }
@@ -117,6 +127,10 @@ mod tests {
         let pg = StoreUrl::parse(Some("postgres://app:s3cret@db:5432/ledger"), dir).unwrap();
         assert_eq!(pg, StoreUrl::Postgres("postgres://app:s3cret@db:5432/ledger".into()));
         assert_eq!(format!("{pg:?}"), "postgres://app:****@db:5432/ledger");
+        let es = StoreUrl::parse(Some("esdb://admin:changeit@es:2113?tls=false"), dir).unwrap();
+        assert_eq!(es, StoreUrl::Esdb("esdb://admin:changeit@es:2113?tls=false".into()));
+        assert_eq!(format!("{es:?}"), "esdb://admin:****@es:2113?tls=false");
+        assert!(matches!(StoreUrl::parse(Some("kurrentdb://es:2113"), dir), Ok(StoreUrl::Esdb(_))));
     }
 
     #[test]

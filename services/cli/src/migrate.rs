@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use shiplog_core::merkle::to_base64;
-use shiplog_store::{EventStore, PostgresStore, SqliteStore, tree};
+use shiplog_store::{EventStore, SqliteStore, tree};
 
 use crate::config::StoreUrl;
 
@@ -20,16 +20,19 @@ const PAGE: usize = 5_000;
 #[command(after_help = "Examples:
   shiplog migrate --from sqlite:shiplog-data/ledger.db --to postgres://shiplog:…@db:5432/ledger
   shiplog migrate --from postgres://…@old-db/ledger --to postgres://…@new-db/ledger
+  shiplog migrate --from sqlite:shiplog-data/ledger.db --to esdb://es:2113   (built with --features eventstore)
 
 Stop the servers writing to --from first: what is appended after the copy
-starts is not copied. --to must be an empty PostgreSQL database. The copy
+starts is not copied. --to must be an empty PostgreSQL database, or an
+EventStoreDB / KurrentDB server without a shiplog ledger. The copy
 keeps every record and its leaf hash, and the last signed checkpoint; start
 the servers on --to with the same --checkpoint-key.")]
 pub struct MigrateArgs {
-    /// The ledger to copy: sqlite:PATH or postgres://…
+    /// The ledger to copy: sqlite:PATH, postgres://… or esdb://…
     #[arg(long, value_name = "URL")]
     from: String,
-    /// Where to copy it: an empty PostgreSQL database, postgres://…
+    /// Where to copy it: an empty PostgreSQL database (postgres://…) or
+    /// EventStoreDB / KurrentDB (esdb://…)
     #[arg(long, value_name = "URL")]
     to: String,
 }
@@ -38,12 +41,12 @@ pub fn run(args: MigrateArgs) -> Result<ExitCode, String> {
     let here = std::path::Path::new(".");
     let from = StoreUrl::parse(Some(&args.from), here).map_err(|e| e.replace("--store", "--from"))?;
     let to = StoreUrl::parse(Some(&args.to), here).map_err(|e| e.replace("--store", "--to"))?;
-    let StoreUrl::Postgres(to_url) = &to else {
+    if let StoreUrl::Sqlite(_) = &to {
         return Err(format!(
-            "--to {to:?}: shiplog migrate copies into PostgreSQL (postgres://USER:PASSWORD@HOST:5432/DATABASE); \
-             to copy the embedded store, use shiplog backup"
+            "--to {to:?}: shiplog migrate copies into PostgreSQL (postgres://USER:PASSWORD@HOST:5432/DATABASE) or \
+             EventStoreDB (esdb://HOST:2113); to copy the embedded store, use shiplog backup"
         ));
-    };
+    }
     if let StoreUrl::Sqlite(path) = &from {
         if !path.is_file() {
             return Err(format!("--from: no ledger at {}", path.display()));
@@ -56,12 +59,10 @@ pub fn run(args: MigrateArgs) -> Result<ExitCode, String> {
             StoreUrl::Sqlite(path) => Arc::new(
                 SqliteStore::open_read_only(path).map_err(|e| format!("cannot open --from {}: {e}", path.display()))?,
             ),
-            StoreUrl::Postgres(url) => {
-                Arc::new(PostgresStore::open(url).await.map_err(|e| format!("cannot open --from {from:?}: {e}"))?)
-            }
+            other => crate::serve::open_store(other).await.map_err(|e| format!("cannot open --from {from:?}: {e}"))?,
         };
-        let target = PostgresStore::open(to_url).await.map_err(|e| format!("cannot open --to {to:?}: {e}"))?;
-        let result = copy(source.as_ref(), &target, &from, &to).await;
+        let target = crate::serve::open_store(&to).await.map_err(|e| format!("cannot open --to {to:?}: {e}"))?;
+        let result = copy(source.as_ref(), target.as_ref(), &from, &to).await;
         source.close().await;
         target.close().await;
         result
@@ -70,7 +71,7 @@ pub fn run(args: MigrateArgs) -> Result<ExitCode, String> {
 
 async fn copy(
     source: &dyn EventStore,
-    target: &PostgresStore,
+    target: &dyn EventStore,
     from: &StoreUrl,
     to: &StoreUrl,
 ) -> Result<ExitCode, String> {
@@ -96,7 +97,7 @@ async fn copy(
         let page: Vec<_> = page.into_iter().filter(|r| r.raw.event.seq < total).collect();
         let n = page.len() as u64;
         target.import(page).await.map_err(|e| {
-            format!("cannot copy into --to after {copied} events: {e}; the copy is incomplete: drop that database and run again")
+            format!("cannot copy into --to after {copied} events: {e}; the copy is incomplete: run again into an empty store (for PostgreSQL, drop and re-create the database)")
         })?;
         copied += n;
         bar.set_position(copied);
@@ -118,7 +119,7 @@ async fn copy(
     };
     if ours != theirs {
         checking.finish_and_clear();
-        eprintln!("NOT COPIED: the roots differ after {total} events; drop the --to database and run again");
+        eprintln!("NOT COPIED: the roots differ after {total} events; run again into an empty store");
         return Ok(ExitCode::FAILURE);
     }
     if let Some(cp) = checkpoint.clone() {

@@ -263,7 +263,27 @@ pub async fn open_store(url: &StoreUrl) -> Result<Arc<dyn EventStore>, String> {
         StoreUrl::Postgres(url) => Arc::new(PostgresStore::open(url).await.map_err(|e| {
             format!("{e}; check --store (postgres://USER:PASSWORD@HOST:5432/DATABASE) and that PostgreSQL is running")
         })?),
+        StoreUrl::Esdb(url) => open_esdb(url).await?,
     })
+}
+
+#[cfg(feature = "eventstore")]
+async fn open_esdb(url: &str) -> Result<Arc<dyn EventStore>, String> {
+    let store = shiplog_store::esdb::open(url).await.map_err(|e| {
+        format!(
+            "{e}; check --store (esdb://USER:PASSWORD@HOST:2113, ?tls=false for an insecure server) and that EventStoreDB / KurrentDB is running"
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "eventstore"))]
+async fn open_esdb(url: &str) -> Result<Arc<dyn EventStore>, String> {
+    Err(format!(
+        "--store {}: this shiplog was built without the EventStoreDB / KurrentDB backend; build it with \
+         `cargo build --release --features eventstore` (or use sqlite: or postgres://)",
+        shiplog_store::postgres::redact(url)
+    ))
 }
 
 fn init_logging(format: Option<&str>) -> Result<(), String> {

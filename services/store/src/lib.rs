@@ -1,5 +1,7 @@
 //! Where the ledger lives: the [`EventStore`] trait every backend implements,
-//! and the backends (SQLite, the embedded default; PostgreSQL, for scale).
+//! and the backends (SQLite, the embedded default; PostgreSQL, for scale;
+//! EventStoreDB / KurrentDB with the `eventstore` feature, through the
+//! engine-neutral [`logstore::LogStore`]).
 //!
 //! A backend keeps the ledger's guarantees, whatever it stores them in:
 //! append-only; idempotent by event `id`; optimistic concurrency per stream
@@ -8,6 +10,9 @@
 //! `contract.rs` checks each of these against every backend.
 
 mod error;
+#[cfg(feature = "eventstore")]
+pub mod esdb;
+pub mod logstore;
 pub mod metrics;
 mod plan;
 pub mod postgres;
@@ -23,6 +28,7 @@ use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
 use tokio::sync::watch;
 
 pub use error::{AppendError, StoreError};
+pub use logstore::{LogStore, MemoryLog};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

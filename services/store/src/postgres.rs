@@ -57,6 +57,8 @@ const APPEND_LOCK: i64 = 0x0073_6869_706c_6f67;
 /// The advisory lock migrations hold, so that processes starting together
 /// migrate once.
 const MIGRATE_LOCK: i64 = APPEND_LOCK + 1;
+/// How long an append waits for another process's append to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// The channel commits are announced on.
 const CHANNEL: &str = "shiplog_appended";
 /// How often a follower asks for the tip when no notification came.
@@ -232,11 +234,21 @@ impl Inner {
     /// process (or task) writes events.
     async fn begin_writing(&self) -> Result<Transaction<'static, Postgres>, AppendError> {
         let mut tx = self.pool.begin().await.map_err(append_error)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(APPEND_LOCK)
+        // Never wait for ever: a process holding the lock on a connection
+        // that is half-open would otherwise stall every writer.
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{}s'", LOCK_WAIT.as_secs()))
             .execute(&mut *tx)
             .await
             .map_err(append_error)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut *tx).await.map_err(
+            |e| match &e {
+                sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03") => AppendError::Unavailable(format!(
+                    "another shiplog process has held the ledger's append lock for {} s; try again",
+                    LOCK_WAIT.as_secs()
+                )),
+                _ => append_error(e),
+            },
+        )?;
         Ok(tx)
     }
 
@@ -306,11 +318,17 @@ impl Inner {
         let names: Vec<String> =
             events().map(|e| e.stream.as_str().to_owned()).collect::<HashSet<_>>().into_iter().collect();
         let mut tips: HashMap<String, u64> = HashMap::new();
-        for row in sqlx::query("SELECT stream, MAX(stream_version) FROM events WHERE stream = ANY($1) GROUP BY stream")
-            .bind(&names)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(append_error)?
+        // One backward index probe per stream: `MAX … GROUP BY` would read
+        // every row of each stream (measured: most of an append's time).
+        for row in sqlx::query(
+            "SELECT s.stream, t.stream_version FROM UNNEST($1::text[]) AS s(stream)
+             CROSS JOIN LATERAL (SELECT stream_version FROM events e WHERE e.stream = s.stream
+                                 ORDER BY stream_version DESC LIMIT 1) t",
+        )
+        .bind(&names)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(append_error)?
         {
             let (name, version): (String, i64) =
                 (row.try_get(0).map_err(append_error)?, row.try_get(1).map_err(append_error)?);
@@ -323,27 +341,31 @@ impl Inner {
         let now = Utc::now();
         let mut planner = Group::new(&ledger, next_seq, last_recorded_at.map_or(now, |last| now.max(last)));
         let mut outcomes = Vec::with_capacity(group.len());
-        let mut tree = TreeWriter::default();
-        let mut cols = EventColumns::default();
+        let mut rows: Vec<(&NewEvent, Receipt, &str)> = Vec::new();
         for request in group {
             match planner.plan(&request.events, &request.leaves) {
                 Ok(planned) => {
                     for &i in &planned.new {
-                        let (Some(event), Some(receipt)) = (request.events.get(i), planned.receipts.get(i)) else {
-                            continue;
-                        };
-                        tree.append(&mut tx, receipt.seq, receipt.leaf_hash).await?;
-                        cols.push(event, receipt, planner.recorded_at_text(), &request.recorded_by)?;
+                        if let (Some(event), Some(receipt)) = (request.events.get(i), planned.receipts.get(i)) {
+                            rows.push((event, receipt.clone(), &request.recorded_by));
+                        }
                     }
                     outcomes.push(Ok(planned.receipts));
                 }
                 Err(e) => outcomes.push(Err(e)),
             }
         }
-        if cols.seq.is_empty() {
+        if rows.is_empty() {
             // Only duplicates and refusals: nothing to write.
             tx.rollback().await.map_err(append_error)?;
             return Ok(outcomes);
+        }
+        let mut tree = TreeWriter::default();
+        tree.prefetch(&mut tx, next_seq, planner.next_seq()).await?;
+        let mut cols = EventColumns::default();
+        for (event, receipt, recorded_by) in &rows {
+            tree.append(&mut tx, receipt.seq, receipt.leaf_hash).await?;
+            cols.push(event, receipt, planner.recorded_at_text(), recorded_by)?;
         }
         self.commit_writing(tx, &cols, &tree, planner.next_seq() - 1).await?;
         Ok(outcomes)
@@ -514,6 +536,26 @@ impl HashReader for Known<'_> {
 }
 
 impl TreeWriter {
+    /// Read, in one query, the stored hashes that leaves `from..to` will
+    /// need from before `from` (which hashes a leaf needs depends only on
+    /// its seq), so that appending them reads nothing more.
+    async fn prefetch(&mut self, tx: &mut Transaction<'_, Postgres>, from: u64, to: u64) -> Result<(), AppendError> {
+        let first_new = stored_hash_index(0, from);
+        let mut wanted: Vec<i64> = (from..to)
+            .flat_map(|seq| indexes_read_by(|r| stored_hashes_for_record_hash(seq, Hash([0; 32]), r)))
+            .filter(|i| *i < first_new && !self.known.contains_key(i))
+            .filter_map(|i| i64::try_from(i).ok())
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if !wanted.is_empty() {
+            for (idx, hash) in read_hashes(&mut **tx, &wanted).await.map_err(|e| AppendError::Storage(e.to_string()))? {
+                self.known.insert(idx, hash);
+            }
+        }
+        Ok(())
+    }
+
     async fn append(&mut self, tx: &mut Transaction<'_, Postgres>, seq: u64, leaf: Hash) -> Result<(), AppendError> {
         let needed = indexes_read_by(|r| stored_hashes_for_record_hash(seq, leaf, r));
         let missing: Vec<i64> =
@@ -837,6 +879,7 @@ impl EventStore for PostgresStore {
         let mut tx = self.inner.begin_writing().await.map_err(from_append)?;
         let mut next = tip(&mut *tx).await?.map_or(0, |t| t + 1);
         let mut tree = TreeWriter::default();
+        tree.prefetch(&mut tx, next, next + records.len() as u64).await.map_err(from_append)?;
         let mut cols = EventColumns::default();
         for record in &records {
             let event = &record.raw.event;
@@ -1149,6 +1192,28 @@ mod tests {
         assert_eq!(more[0].seq, 28);
         sqlite.close().await;
         pg.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_lock_held_too_long_is_unavailable_not_a_hang() {
+        let Some(server) = server().await else { return };
+        let scratch = Scratch::new(&server).await;
+        let store = PostgresStore::open(&scratch.url).await.unwrap();
+        store.append(crate::contract::deployments(1, "checkout"), "t").await.unwrap();
+        // Another "process" takes the lock and sits on it.
+        let holder = PgPool::connect(&scratch.url).await.unwrap();
+        let mut tx = holder.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut *tx).await.unwrap();
+        let started = std::time::Instant::now();
+        let err = store.append(crate::contract::deployments(1, "checkout"), "t").await.unwrap_err();
+        assert!(matches!(err, AppendError::Unavailable(_)), "{err:?}");
+        assert!(err.to_string().contains("append lock"), "{err}");
+        assert!(started.elapsed() < LOCK_WAIT + Duration::from_secs(5), "{:?}", started.elapsed());
+        tx.rollback().await.unwrap();
+        let next = store.append(crate::contract::deployments(1, "checkout"), "t").await.unwrap();
+        assert_eq!(next[0].seq, 1, "the refused append left no trace");
+        holder.close().await;
+        store.close().await;
     }
 
     #[tokio::test]

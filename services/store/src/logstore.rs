@@ -1,0 +1,1171 @@
+//! The ledger on an append-only log of another engine: EventStoreDB /
+//! KurrentDB (see `esdb.rs`), or the in-memory log the tests use.
+//!
+//! **What the engine gives.** An [`AppendLog`] is a set of named streams of
+//! entries, each entry at a gap-free position from 0, where an append of
+//! several entries to one stream is atomic and can be made conditional on
+//! the stream's current length (optimistic concurrency). That is exactly
+//! what EventStoreDB's `AppendToStream` with an expected revision does.
+//!
+//! **How the ledger maps onto it.** Every shiplog record is one entry of
+//! one stream, `shiplog-ledger`, at the position equal to its `seq`; a batch
+//! is one conditional append. So the engine itself keeps the guarantees the
+//! ledger needs across processes: seqs gap-free (positions are), batches
+//! atomic (one append), and one writer at a time (an append made against a
+//! stale length is refused; the writer catches up and re-checks its batch).
+//! Signed checkpoints are entries of `shiplog-checkpoints`, only ever
+//! growing. Each record holds everything a copy needs: its fields as
+//! written, its content digest and its leaf hash.
+//!
+//! **What the store keeps in memory.** An engine like this has no secondary
+//! indexes shiplog can query, so each process keeps its own index of the
+//! ledger: ids, stream tips and seqs, types, and the Merkle tree's stored
+//! hashes (about 250 bytes an event), built by reading the log at start-up
+//! and kept current by following it. Reads that filter by stream or type
+//! find their seqs in the index and fetch those entries from the engine.
+//!
+//! **Group commit.** Appends that arrive while one is being written wait in
+//! a queue and are then checked and written together, as one append.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shiplog_core::event::format_time;
+use shiplog_core::merkle::{Hash, HashReader, LeafTemplate, MemoryTree, from_hex, leaf_hash, to_hex};
+use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::plan::{Group, Recorded};
+use crate::sqlite::RawRow;
+use crate::{AppendError, EventStore, MAX_READ_LIMIT, RawEvent, ReadQuery, StoreError, StoredCheckpoint, StoredRecord};
+
+/// The stream every ledger record is an entry of, at position `seq`.
+pub const LEDGER: &str = "shiplog-ledger";
+/// The stream of signed checkpoints, sizes increasing.
+pub const CHECKPOINTS: &str = "shiplog-checkpoints";
+/// The entry type of a checkpoint.
+const CHECKPOINT_TYPE: &str = "shiplog.checkpoint";
+
+/// Most events written in one append (requests are never split).
+const MAX_GROUP_EVENTS: usize = 10_000;
+/// How long an append whose view went stale (another process wrote first)
+/// keeps catching up and trying again before the store gives up.
+const RETRY_FOR: Duration = Duration::from_secs(5);
+/// Attempts at saving a checkpoint while other processes save theirs.
+const MAX_ATTEMPTS: usize = 16;
+/// Entries read per call when catching up.
+const PAGE: usize = 1_000;
+/// Reads fetch across gaps this small rather than make another call.
+const GAP: u64 = 32;
+
+/// One entry of a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: Uuid,
+    /// The entry's type (a ledger record's event type).
+    pub kind: String,
+    /// JSON.
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The engine cannot be reached now; worth trying again.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A conditional append found the stream at another length.
+    #[error("the stream holds {actual} entries, not the {expected} expected")]
+    Moved { expected: u64, actual: u64 },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Named streams of entries at gap-free positions from 0, with atomic,
+/// conditional appends: what the [`LogStore`] needs of an engine.
+#[async_trait]
+pub trait AppendLog: Send + Sync + 'static {
+    /// Where the log is, for messages (never a password).
+    fn location(&self) -> String;
+
+    /// Up to `count` entries of `stream` from position `from`, in order;
+    /// none past its end, or when the stream does not exist yet.
+    async fn read(&self, stream: &str, from: u64, count: usize) -> Result<Vec<Entry>, LogError>;
+
+    /// The last entry of `stream` and its position.
+    async fn last(&self, stream: &str) -> Result<Option<(u64, Entry)>, LogError>;
+
+    /// Append `entries` to `stream`, all or none, only if it holds exactly
+    /// `len` entries now ([`LogError::Moved`] otherwise).
+    async fn append(&self, stream: &str, len: u64, entries: Vec<Entry>) -> Result<(), LogError>;
+
+    /// Return once `stream` may hold more than `len` entries: when the
+    /// engine says so, or after a while regardless (callers then look).
+    async fn grown(&self, stream: &str, len: u64) -> Result<(), LogError>;
+
+    /// Whether the engine answers.
+    async fn check(&self) -> Result<(), LogError>;
+}
+
+/// The ledger on an [`AppendLog`]. Cheap to share: clone the `Arc` it lives in.
+pub struct LogStore<L: AppendLog> {
+    inner: Arc<Inner<L>>,
+    queue: Mutex<Option<mpsc::Sender<Request>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+struct Inner<L> {
+    log: L,
+    location: String,
+    index: RwLock<Index>,
+    /// Held while the index is brought up to the log (a catch-up, or an
+    /// append and its entries): one at a time.
+    sync: tokio::sync::Mutex<()>,
+    head_tx: watch::Sender<Option<u64>>,
+    head: watch::Receiver<Option<u64>>,
+    closed: AtomicBool,
+    /// When the index was last confirmed to be the whole log.
+    synced: Mutex<Instant>,
+    commit_sizes: Mutex<crate::metrics::Histogram>,
+}
+
+struct Request {
+    events: Vec<NewEvent>,
+    leaves: Vec<LeafTemplate>,
+    recorded_by: String,
+    reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
+}
+
+/// What this process knows of the ledger, by seq.
+#[derive(Default)]
+struct Index {
+    metas: Vec<Meta>,
+    ids: HashMap<Uuid, u64>,
+    streams: HashMap<String, u32>,
+    names: Vec<String>,
+    /// Each stream's seqs, in version order.
+    stream_seqs: Vec<Vec<u64>>,
+    tree: MemoryTree,
+}
+
+struct Meta {
+    stream: u32,
+    version: u64,
+    kind: EventType,
+    recorded_at: DateTime<Utc>,
+    leaf: Hash,
+    digest: [u8; 32],
+}
+
+impl Index {
+    fn len(&self) -> u64 {
+        self.metas.len() as u64
+    }
+
+    fn last_recorded_at(&self) -> Option<DateTime<Utc>> {
+        self.metas.last().map(|m| m.recorded_at)
+    }
+
+    fn stream_seqs(&self, stream: &str) -> &[u64] {
+        self.streams.get(stream).and_then(|&n| self.stream_seqs.get(n as usize)).map_or(&[], Vec::as_slice)
+    }
+
+    /// Take in the record at the next seq, checking it continues the ledger.
+    fn push(&mut self, m: MetaRecord) -> Result<(), StoreError> {
+        let seq = self.len();
+        let corrupt = |problem: String| StoreError::Corrupt { seq, problem };
+        if m.seq != seq {
+            return Err(corrupt(format!("the entry at position {seq} says it is seq {}", m.seq)));
+        }
+        if self.ids.contains_key(&m.id) {
+            return Err(corrupt(format!("id {} is recorded twice", m.id)));
+        }
+        let kind = EventType::parse(&m.kind).ok_or_else(|| corrupt(format!("unknown type {:?}", m.kind)))?;
+        let recorded_at =
+            parse_time(&m.recorded_at).map_err(|e| corrupt(format!("recordedAt {:?}: {e}", m.recorded_at)))?;
+        let leaf = from_hex(&m.leaf_hash).ok_or_else(|| corrupt("leafHash is not 32 bytes of hex".into()))?;
+        let digest = from_hex(&m.digest).ok_or_else(|| corrupt("digest is not 32 bytes of hex".into()))?.0;
+        let stream = match self.streams.get(&m.stream) {
+            Some(&n) => n,
+            None => {
+                let n = u32::try_from(self.names.len()).map_err(|_| corrupt("too many streams".into()))?;
+                self.streams.insert(m.stream.clone(), n);
+                self.names.push(m.stream);
+                self.stream_seqs.push(Vec::new());
+                n
+            }
+        };
+        let seqs = self.stream_seqs.get_mut(stream as usize).ok_or_else(|| corrupt("stream index".into()))?;
+        if m.stream_version != seqs.len() as u64 {
+            return Err(corrupt(format!(
+                "its streamVersion is {}, but its stream holds {} events before it",
+                m.stream_version,
+                seqs.len()
+            )));
+        }
+        self.tree.push(leaf).map_err(|e| corrupt(format!("cannot extend the Merkle tree: {e}")))?;
+        seqs.push(seq);
+        self.ids.insert(m.id, seq);
+        self.metas.push(Meta { stream, version: m.stream_version, kind, recorded_at, leaf, digest });
+        Ok(())
+    }
+}
+
+impl Recorded for Index {
+    fn receipt(&self, id: &Uuid) -> Option<(Receipt, &[u8])> {
+        let seq = *self.ids.get(id)?;
+        let m = self.metas.get(usize::try_from(seq).ok()?)?;
+        let receipt = Receipt {
+            id: *id,
+            seq,
+            stream: self.names.get(m.stream as usize)?.clone(),
+            stream_version: m.version,
+            recorded_at: m.recorded_at,
+            leaf_hash: m.leaf,
+            duplicate: true,
+        };
+        Some((receipt, &m.digest[..]))
+    }
+
+    fn stream_tip(&self, stream: &str) -> Option<u64> {
+        self.stream_seqs(stream).len().checked_sub(1).map(|v| v as u64)
+    }
+}
+
+/// A ledger record as an entry holds it: every field as written, with the
+/// digest idempotency rests on and the leaf hash.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordJson {
+    seq: u64,
+    id: Uuid,
+    #[serde(rename = "type")]
+    kind: String,
+    stream: String,
+    stream_version: u64,
+    occurred_at: String,
+    recorded_at: String,
+    recorded_by: String,
+    actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    data: Value,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    links: Value,
+    leaf_hash: String,
+    digest: String,
+}
+
+/// The fields the index needs; the rest (`data` above all) is skipped.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaRecord {
+    seq: u64,
+    id: Uuid,
+    #[serde(rename = "type")]
+    kind: String,
+    stream: String,
+    stream_version: u64,
+    recorded_at: String,
+    leaf_hash: String,
+    digest: String,
+}
+
+fn parse_time(t: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc))
+}
+
+fn encode(record: &RecordJson) -> Result<Entry, String> {
+    Ok(Entry { id: record.id, kind: record.kind.clone(), data: serde_json::to_vec(record).map_err(|e| e.to_string())? })
+}
+
+fn decode(seq: u64, entry: &Entry) -> Result<StoredRecord, StoreError> {
+    let corrupt = |problem: String| StoreError::Corrupt { seq, problem };
+    let r: RecordJson = serde_json::from_slice(&entry.data).map_err(|e| corrupt(format!("unreadable entry: {e}")))?;
+    if r.seq != seq {
+        return Err(corrupt(format!("the entry at position {seq} says it is seq {}", r.seq)));
+    }
+    let leaf = from_hex(&r.leaf_hash).ok_or_else(|| corrupt("leafHash is not 32 bytes of hex".into()))?;
+    let digest = from_hex(&r.digest).ok_or_else(|| corrupt("digest is not 32 bytes of hex".into()))?;
+    let row = RawRow {
+        seq,
+        id: r.id.hyphenated().to_string(),
+        event_type: r.kind,
+        stream: r.stream,
+        stream_version: r.stream_version,
+        occurred_at: r.occurred_at,
+        recorded_at: r.recorded_at,
+        recorded_by: r.recorded_by,
+        actor: r.actor,
+        source: r.source,
+        data: r.data.to_string(),
+        links: if r.links.is_null() { None } else { Some(r.links.to_string()) },
+        leaf_hash: Some(leaf.0.to_vec()),
+    };
+    let (event, data) = row.into_raw()?;
+    Ok(StoredRecord { raw: RawEvent { event, data }, digest: digest.0.to_vec() })
+}
+
+fn to_append(e: LogError) -> AppendError {
+    match e {
+        LogError::Unavailable(m) => AppendError::Unavailable(m),
+        other => AppendError::Storage(other.to_string()),
+    }
+}
+
+fn to_store(e: LogError) -> StoreError {
+    match e {
+        LogError::Unavailable(m) => StoreError::Unavailable(m),
+        other => StoreError::Storage(other.to_string()),
+    }
+}
+
+fn from_store(e: StoreError) -> AppendError {
+    match e {
+        StoreError::Unavailable(m) => AppendError::Unavailable(m),
+        other => AppendError::Storage(other.to_string()),
+    }
+}
+
+impl<L: AppendLog> LogStore<L> {
+    /// Read the whole ledger from `log` into this process's index, then
+    /// take appends and follow what other processes write.
+    pub async fn open(log: L) -> Result<LogStore<L>, StoreError> {
+        Self::open_with_progress(log, |_| {}).await
+    }
+
+    /// As [`LogStore::open`], telling `progress` how many events are indexed.
+    pub async fn open_with_progress(log: L, mut progress: impl FnMut(u64) + Send) -> Result<LogStore<L>, StoreError> {
+        let location = log.location();
+        let (head_tx, head) = watch::channel(None);
+        let inner = Arc::new(Inner {
+            log,
+            location,
+            index: RwLock::new(Index::default()),
+            sync: tokio::sync::Mutex::new(()),
+            head_tx,
+            head,
+            closed: AtomicBool::new(false),
+            synced: Mutex::new(Instant::now()),
+            commit_sizes: Mutex::new(crate::metrics::Histogram::new(crate::metrics::EVENTS)),
+        });
+        {
+            let _sync = inner.sync.lock().await;
+            inner.catch_up(&mut progress).await?;
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let writer = tokio::spawn(writer(Arc::clone(&inner), rx));
+        let follower = tokio::spawn(follower(Arc::clone(&inner)));
+        Ok(LogStore {
+            inner,
+            queue: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            follower: Mutex::new(Some(follower)),
+        })
+    }
+
+    /// Where the log is, without secrets.
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    /// The log underneath.
+    pub fn log(&self) -> &L {
+        &self.inner.log
+    }
+
+    /// The seqs a query matches, as far as this process knows the ledger.
+    fn matching(&self, query: &ReadQuery) -> Result<Vec<u64>, StoreError> {
+        let index = self.inner.index.read().map_err(|_| poisoned())?;
+        let limit = query.limit.min(MAX_READ_LIMIT);
+        let start = query.after.map_or(0, |a| a.saturating_add(1));
+        let of_type = |seq: &u64| {
+            query.event_type.is_none_or(|t| {
+                usize::try_from(*seq).ok().and_then(|i| index.metas.get(i)).is_some_and(|m| m.kind == t)
+            })
+        };
+        Ok(match &query.stream {
+            Some(stream) => {
+                let seqs = index.stream_seqs(stream);
+                let from = seqs.partition_point(|&s| s < start);
+                seqs.get(from..).unwrap_or(&[]).iter().filter(|s| of_type(s)).take(limit).copied().collect()
+            }
+            None => (start..index.len()).filter(of_type).take(limit).collect(),
+        })
+    }
+
+    /// The records at `seqs` (ascending), fetched in as few reads as the
+    /// gaps between them allow.
+    async fn fetch(&self, seqs: &[u64]) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut i = 0;
+        while let Some(&first) = seqs.get(i) {
+            // A run: following seqs with small gaps, read in one call.
+            let mut j = i + 1;
+            while let (Some(&prev), Some(&next)) = (seqs.get(j - 1), seqs.get(j)) {
+                if next - prev > GAP || next - first >= PAGE as u64 {
+                    break;
+                }
+                j += 1;
+            }
+            let last = seqs.get(j - 1).copied().unwrap_or(first);
+            let count = usize::try_from(last - first + 1).unwrap_or(PAGE);
+            let entries = self.inner.log.read(LEDGER, first, count).await.map_err(to_store)?;
+            for &seq in seqs.get(i..j).unwrap_or(&[]) {
+                let entry = usize::try_from(seq - first).ok().and_then(|k| entries.get(k)).ok_or_else(|| {
+                    StoreError::Storage(format!("{} does not hold seq {seq} any more", self.inner.location))
+                })?;
+                out.push(decode(seq, entry)?);
+            }
+            i = j;
+        }
+        Ok(out)
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<Request>> {
+        self.queue.lock().ok().and_then(|q| q.clone())
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Storage("the ledger index is unusable after a panic; restart shiplog".into())
+}
+
+impl<L: AppendLog> Inner<L> {
+    /// Index every entry past what is indexed. The caller holds `sync`.
+    async fn catch_up(&self, progress: &mut (dyn FnMut(u64) + Send)) -> Result<(), StoreError> {
+        loop {
+            let len = self.index.read().map_err(|_| poisoned())?.len();
+            let entries = self.log.read(LEDGER, len, PAGE).await.map_err(to_store)?;
+            if entries.is_empty() {
+                break;
+            }
+            let records = entries
+                .iter()
+                .enumerate()
+                .map(|(k, e)| {
+                    serde_json::from_slice::<MetaRecord>(&e.data).map_err(|err| StoreError::Corrupt {
+                        seq: len + k as u64,
+                        problem: format!("unreadable entry: {err}"),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let now = {
+                let mut index = self.index.write().map_err(|_| poisoned())?;
+                for r in records {
+                    index.push(r)?;
+                }
+                index.len()
+            };
+            self.advance(now);
+            progress(now);
+        }
+        if let Ok(mut at) = self.synced.lock() {
+            *at = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn advance(&self, len: u64) {
+        let tip = len.checked_sub(1);
+        self.head_tx.send_if_modified(|h| {
+            if *h < tip {
+                *h = tip;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Check and write a group of requests as one append, answering each.
+    async fn commit_group(&self, group: Vec<Request>) {
+        let _sync = self.sync.lock().await;
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        while started.elapsed() < RETRY_FOR {
+            attempt += 1;
+            if let Err(e) = self.catch_up(&mut |_| {}).await {
+                let e = from_store(e);
+                for r in group {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+            // Check every request against the index as it is now.
+            let planned = match self.plan(&group) {
+                Ok(p) => p,
+                Err(e) => {
+                    for r in group {
+                        let _ = r.reply.send(Err(e.clone()));
+                    }
+                    return;
+                }
+            };
+            let (outcomes, records, len) = planned;
+            if records.is_empty() {
+                for (r, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = r.reply.send(outcome);
+                }
+                return;
+            }
+            let entries = match records.iter().map(encode).collect::<Result<Vec<_>, _>>() {
+                Ok(e) => e,
+                Err(e) => {
+                    for r in group {
+                        let _ = r.reply.send(Err(AppendError::Storage(format!("cannot encode the batch: {e}"))));
+                    }
+                    return;
+                }
+            };
+            let written = records.len();
+            match self.log.append(LEDGER, len, entries).await {
+                Ok(()) => {
+                    let applied = self.apply(records);
+                    if let Err(e) = applied {
+                        // Written, but this process cannot index it: say
+                        // so; a restart re-reads the log.
+                        let e = AppendError::Storage(format!("written, but not indexed: {e}; restart shiplog"));
+                        for r in group {
+                            let _ = r.reply.send(Err(e.clone()));
+                        }
+                        return;
+                    }
+                    if let Ok(mut h) = self.commit_sizes.lock() {
+                        h.observe(written as f64);
+                    }
+                    if let Ok(mut at) = self.synced.lock() {
+                        *at = Instant::now();
+                    }
+                    for (r, outcome) in group.into_iter().zip(outcomes) {
+                        let _ = r.reply.send(outcome);
+                    }
+                    return;
+                }
+                // Another process wrote first: catch up and check again,
+                // after a random pause that grows with each lost race (a
+                // busy writer elsewhere would otherwise always be first).
+                Err(LogError::Moved { .. }) => {
+                    let most = 1u64 << attempt.min(6);
+                    let pause = u64::try_from(Uuid::new_v4().as_u128() % u128::from(most * 1_000)).unwrap_or(0);
+                    tokio::time::sleep(Duration::from_micros(pause)).await;
+                    continue;
+                }
+                Err(e) => {
+                    let e = to_append(e);
+                    for r in group {
+                        let _ = r.reply.send(Err(e.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        for r in group {
+            let _ = r.reply.send(Err(AppendError::Unavailable(format!(
+                "other processes kept writing to {} first for {} s ({attempt} attempts); try again",
+                self.location,
+                RETRY_FOR.as_secs()
+            ))));
+        }
+    }
+
+    /// Each request's outcome, the records the group writes, and the
+    /// ledger's length they follow.
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        &self,
+        group: &[Request],
+    ) -> Result<(Vec<Result<Vec<Receipt>, AppendError>>, Vec<RecordJson>, u64), AppendError> {
+        let index = self.index.read().map_err(|_| from_store(poisoned()))?;
+        let len = index.len();
+        // recordedAt never goes backwards along seq, whatever the clocks do.
+        let now = Utc::now();
+        let at = index.last_recorded_at().map_or(now, |last| now.max(last));
+        let mut planner = Group::new(&*index, len, at);
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut records = Vec::new();
+        for request in group {
+            match planner.plan(&request.events, &request.leaves) {
+                Ok(p) => {
+                    for &i in &p.new {
+                        let (Some(e), Some(r)) = (request.events.get(i), p.receipts.get(i)) else { continue };
+                        records.push(RecordJson {
+                            seq: r.seq,
+                            id: e.id,
+                            kind: e.event_type.as_str().to_owned(),
+                            stream: r.stream.clone(),
+                            stream_version: r.stream_version,
+                            occurred_at: format_time(&e.occurred_at),
+                            recorded_at: planner.recorded_at_text().to_owned(),
+                            recorded_by: request.recorded_by.clone(),
+                            actor: e.actor.as_str().to_owned(),
+                            source: e.source.clone(),
+                            data: e.data.clone(),
+                            links: if e.links.is_empty() {
+                                Value::Null
+                            } else {
+                                serde_json::to_value(&e.links).map_err(|e| AppendError::Storage(e.to_string()))?
+                            },
+                            leaf_hash: to_hex(&r.leaf_hash),
+                            digest: to_hex(&Hash(e.digest)),
+                        });
+                    }
+                    outcomes.push(Ok(p.receipts));
+                }
+                Err(e) => outcomes.push(Err(e)),
+            }
+        }
+        Ok((outcomes, records, len))
+    }
+
+    /// Index records this process just wrote.
+    fn apply(&self, records: Vec<RecordJson>) -> Result<(), StoreError> {
+        let len = {
+            let mut index = self.index.write().map_err(|_| poisoned())?;
+            for r in records {
+                index.push(MetaRecord {
+                    seq: r.seq,
+                    id: r.id,
+                    kind: r.kind,
+                    stream: r.stream,
+                    stream_version: r.stream_version,
+                    recorded_at: r.recorded_at,
+                    leaf_hash: r.leaf_hash,
+                    digest: r.digest,
+                })?;
+            }
+            index.len()
+        };
+        self.advance(len);
+        Ok(())
+    }
+}
+
+/// Takes the queued requests, as many as have arrived, and commits them
+/// together; ends when the queue closes and is empty.
+async fn writer<L: AppendLog>(inner: Arc<Inner<L>>, mut queue: mpsc::Receiver<Request>) {
+    while let Some(first) = queue.recv().await {
+        let mut events = first.events.len();
+        let mut group = vec![first];
+        while events < MAX_GROUP_EVENTS {
+            match queue.try_recv() {
+                Ok(r) => {
+                    events += r.events.len();
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        inner.commit_group(group).await;
+    }
+}
+
+/// Follows what other processes append.
+async fn follower<L: AppendLog>(inner: Arc<Inner<L>>) {
+    loop {
+        let len = match inner.index.read() {
+            Ok(index) => index.len(),
+            Err(_) => return,
+        };
+        if let Err(e) = inner.log.grown(LEDGER, len).await {
+            tracing::warn!(store = %inner.location, error = %e, "cannot follow the ledger; trying again in a second");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let caught_up = {
+            let _sync = inner.sync.lock().await;
+            inner.catch_up(&mut |_| {}).await
+        };
+        if let Err(e) = caught_up {
+            tracing::warn!(store = %inner.location, error = %e, "cannot read the ledger's new events; trying again in a second");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointJson {
+    size: u64,
+    root: String,
+    note: String,
+    signed_at: String,
+}
+
+fn checkpoint_of(pos: u64, entry: &Entry) -> Result<StoredCheckpoint, StoreError> {
+    let bad = |what: String| StoreError::Storage(format!("the checkpoint at position {pos} is unreadable: {what}"));
+    let cp: CheckpointJson = serde_json::from_slice(&entry.data).map_err(|e| bad(e.to_string()))?;
+    let root = from_hex(&cp.root).ok_or_else(|| bad("its root is not 32 bytes of hex".into()))?;
+    Ok(StoredCheckpoint { size: cp.size, root, note: cp.note })
+}
+
+#[async_trait]
+impl<L: AppendLog> EventStore for LogStore<L> {
+    async fn append(&self, events: Vec<NewEvent>, recorded_by: &str) -> Result<Vec<Receipt>, AppendError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(AppendError::Unavailable("the store is shutting down".into()));
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leaves = crate::plan::templates(&events, recorded_by)?;
+        let queue = self.sender().ok_or_else(|| AppendError::Unavailable("the store is shutting down".into()))?;
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Request { events, leaves, recorded_by: recorded_by.to_owned(), reply })
+            .await
+            .map_err(|_| AppendError::Unavailable("the store is shutting down".into()))?;
+        answer.await.map_err(|_| AppendError::Unavailable("the store stopped before answering".into()))?
+    }
+
+    async fn read(&self, query: ReadQuery) -> Result<Vec<RecordedEvent>, StoreError> {
+        let seqs = self.matching(&query)?;
+        self.fetch(&seqs)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let mut event = r.raw.event;
+                event.data = serde_json::from_str(&r.raw.data)
+                    .map_err(|e| StoreError::Corrupt { seq: event.seq, problem: format!("data: {e}") })?;
+                Ok(event)
+            })
+            .collect()
+    }
+
+    async fn read_raw(&self, after: Option<u64>, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        Ok(self.read_records(after, limit).await?.into_iter().map(|r| r.raw).collect())
+    }
+
+    async fn read_records(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredRecord>, StoreError> {
+        let seqs = self.matching(&ReadQuery { after, limit, ..ReadQuery::default() })?;
+        self.fetch(&seqs).await
+    }
+
+    async fn import(&self, records: Vec<StoredRecord>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the store is shutting down".into()));
+        }
+        let _sync = self.inner.sync.lock().await;
+        self.inner.catch_up(&mut |_| {}).await?;
+        let len = self.inner.index.read().map_err(|_| poisoned())?.len();
+        let mut rows = Vec::with_capacity(records.len());
+        for (next, record) in (len..).zip(records.iter()) {
+            let event = &record.raw.event;
+            let seq = event.seq;
+            if seq != next {
+                return Err(StoreError::Storage(format!(
+                    "the copied records must continue this ledger: its next seq is {next}, the record's {seq}"
+                )));
+            }
+            let data: Value = serde_json::from_str(&record.raw.data)
+                .map_err(|e| StoreError::Corrupt { seq, problem: format!("data: {e}") })?;
+            let mut full = event.clone();
+            full.data = data.clone();
+            let leaf = leaf_hash(&full)
+                .map_err(|e| StoreError::Corrupt { seq, problem: format!("cannot hash the record: {e}") })?;
+            if Some(leaf) != event.leaf_hash {
+                return Err(StoreError::Corrupt { seq, problem: "the record does not hash to its stored leaf".into() });
+            }
+            let digest = <[u8; 32]>::try_from(record.digest.as_slice())
+                .map_err(|_| StoreError::Corrupt { seq, problem: "the digest is not 32 bytes".into() })?;
+            rows.push(RecordJson {
+                seq,
+                id: event.id,
+                kind: event.event_type.as_str().to_owned(),
+                stream: event.stream.clone(),
+                stream_version: event.stream_version,
+                occurred_at: format_time(&event.occurred_at),
+                recorded_at: format_time(&event.recorded_at),
+                recorded_by: event.recorded_by.clone(),
+                actor: event.actor.clone(),
+                source: event.source.clone(),
+                data,
+                links: if event.links.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::to_value(&event.links).map_err(|e| StoreError::Storage(e.to_string()))?
+                },
+                leaf_hash: to_hex(&leaf),
+                digest: to_hex(&Hash(digest)),
+            });
+        }
+        let entries = rows.iter().map(encode).collect::<Result<Vec<_>, _>>().map_err(StoreError::Storage)?;
+        match self.inner.log.append(LEDGER, len, entries).await {
+            Ok(()) => self.inner.apply(rows),
+            Err(LogError::Moved { .. }) => Err(StoreError::Storage(format!(
+                "another process wrote to {} during the copy; copy into a ledger nothing else writes to",
+                self.inner.location
+            ))),
+            Err(e) => Err(to_store(e)),
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let seqs: Vec<u64> = {
+            let index = self.inner.index.read().map_err(|_| poisoned())?;
+            let all = index.stream_seqs(stream);
+            let from = usize::try_from(from_version).unwrap_or(usize::MAX).min(all.len());
+            all.get(from..).unwrap_or(&[]).iter().take(limit.clamp(1, MAX_READ_LIMIT)).copied().collect()
+        };
+        self.fetch(&seqs)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let mut event = r.raw.event;
+                event.data = serde_json::from_str(&r.raw.data)
+                    .map_err(|e| StoreError::Corrupt { seq: event.seq, problem: format!("data: {e}") })?;
+                Ok(event)
+            })
+            .collect()
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.inner.index.read().map_err(|_| poisoned())?.stream_tip(stream))
+    }
+
+    fn head(&self) -> watch::Receiver<Option<u64>> {
+        self.inner.head.clone()
+    }
+
+    async fn tree_hashes(&self, indexes: Vec<u64>) -> Result<Vec<Hash>, StoreError> {
+        let index = self.inner.index.read().map_err(|_| poisoned())?;
+        index
+            .tree
+            .read_hashes(&indexes)
+            .map_err(|e| StoreError::Storage(format!("the Merkle tree cannot be read: {e}")))
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        match self.inner.log.last(CHECKPOINTS).await.map_err(to_store)? {
+            None => Ok(None),
+            Some((pos, entry)) => checkpoint_of(pos, &entry).map(Some),
+        }
+    }
+
+    async fn save_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the store is shutting down".into()));
+        }
+        let json = CheckpointJson {
+            size: checkpoint.size,
+            root: to_hex(&checkpoint.root),
+            note: checkpoint.note,
+            signed_at: format_time(&Utc::now()),
+        };
+        let data = serde_json::to_vec(&json).map_err(|e| StoreError::Storage(e.to_string()))?;
+        for _ in 0..MAX_ATTEMPTS {
+            // Only ever larger: the last entry is the largest checkpoint.
+            let len = match self.inner.log.last(CHECKPOINTS).await.map_err(to_store)? {
+                Some((pos, entry)) if checkpoint_of(pos, &entry)?.size >= json.size => return Ok(()),
+                Some((pos, _)) => pos + 1,
+                None => 0,
+            };
+            let entry = Entry { id: Uuid::new_v4(), kind: CHECKPOINT_TYPE.to_owned(), data: data.clone() };
+            match self.inner.log.append(CHECKPOINTS, len, vec![entry]).await {
+                Ok(()) => return Ok(()),
+                Err(LogError::Moved { .. }) => continue,
+                Err(e) => return Err(to_store(e)),
+            }
+        }
+        Err(StoreError::Unavailable("other processes kept saving checkpoints; try again".into()))
+    }
+
+    fn metrics(&self) -> crate::metrics::StoreMetrics {
+        crate::metrics::StoreMetrics {
+            commit_sizes: self.inner.commit_sizes.lock().ok().map(|h| h.clone()),
+            follow_age_seconds: self.inner.synced.lock().ok().map(|at| at.elapsed().as_secs_f64()),
+        }
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the store is shutting down".into()));
+        }
+        self.inner.log.check().await.map_err(to_store)
+    }
+
+    async fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        // Closing the queue lets the writer finish what was accepted.
+        drop(self.queue.lock().ok().and_then(|mut q| q.take()));
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(w) = writer {
+            let _ = w.await;
+        }
+        let follower = self.follower.lock().ok().and_then(|mut f| f.take());
+        if let Some(f) = follower {
+            f.abort();
+            let _ = f.await;
+        }
+    }
+}
+
+impl<L: AppendLog> Drop for LogStore<L> {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.follower.lock() {
+            if let Some(f) = f.take() {
+                f.abort();
+            }
+        }
+    }
+}
+
+/// An [`AppendLog`] in memory, with EventStoreDB's semantics (conditional,
+/// atomic appends per stream). Shared by cloning: several stores on one
+/// `MemoryLog` behave like several processes on one database. It can be
+/// made unreachable, to try what the store does when its engine is away.
+#[derive(Clone, Default)]
+pub struct MemoryLog {
+    state: Arc<MemoryState>,
+}
+
+#[derive(Default)]
+struct MemoryState {
+    streams: Mutex<HashMap<String, Vec<Entry>>>,
+    grown: tokio::sync::Notify,
+    down: AtomicBool,
+}
+
+impl MemoryLog {
+    pub fn new() -> MemoryLog {
+        MemoryLog::default()
+    }
+
+    /// Make the log unreachable (`true`) or reachable again.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    fn up(&self) -> Result<(), LogError> {
+        if self.state.down.load(Ordering::SeqCst) {
+            return Err(LogError::Unavailable("the in-memory log is down".into()));
+        }
+        Ok(())
+    }
+
+    fn streams(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Vec<Entry>>>, LogError> {
+        self.state.streams.lock().map_err(|_| LogError::Failed("the in-memory log is poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl AppendLog for MemoryLog {
+    fn location(&self) -> String {
+        "memory".into()
+    }
+
+    async fn read(&self, stream: &str, from: u64, count: usize) -> Result<Vec<Entry>, LogError> {
+        self.up()?;
+        let streams = self.streams()?;
+        let all = streams.get(stream).map_or(&[][..], Vec::as_slice);
+        let from = usize::try_from(from).unwrap_or(usize::MAX).min(all.len());
+        Ok(all.get(from..).unwrap_or(&[]).iter().take(count).cloned().collect())
+    }
+
+    async fn last(&self, stream: &str) -> Result<Option<(u64, Entry)>, LogError> {
+        self.up()?;
+        let streams = self.streams()?;
+        Ok(streams.get(stream).and_then(|s| s.last().map(|e| (s.len() as u64 - 1, e.clone()))))
+    }
+
+    async fn append(&self, stream: &str, len: u64, entries: Vec<Entry>) -> Result<(), LogError> {
+        self.up()?;
+        {
+            let mut streams = self.streams()?;
+            let s = streams.entry(stream.to_owned()).or_default();
+            if s.len() as u64 != len {
+                return Err(LogError::Moved { expected: len, actual: s.len() as u64 });
+            }
+            s.extend(entries);
+        }
+        self.state.grown.notify_waiters();
+        Ok(())
+    }
+
+    async fn grown(&self, stream: &str, len: u64) -> Result<(), LogError> {
+        let notified = self.state.grown.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.streams()?.get(stream).map_or(0, |s| s.len() as u64) > len {
+            return Ok(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), LogError> {
+        self.up()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{deployments, parse};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_store_passes_the_store_contract() {
+        crate::contract::run(|| async {
+            let log = MemoryLog::new();
+            (LogStore::open(log.clone()).await.unwrap(), log)
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_stores_on_one_log_share_one_gap_free_order() {
+        let log = MemoryLog::new();
+        let a = Arc::new(LogStore::open(log.clone()).await.unwrap());
+        let b = Arc::new(LogStore::open(log.clone()).await.unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let store = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+            tasks.push(tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for _ in 0..10 {
+                    let r = store.append(deployments(3, &format!("svc-{}", i % 3)), "t").await.unwrap();
+                    seqs.extend(r.iter().map(|r| r.seq));
+                }
+                seqs
+            }));
+        }
+        let mut all: Vec<u64> = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..480).collect::<Vec<_>>(), "every seq once, none missing");
+        for store in [&a, &b] {
+            let mut head = store.head();
+            tokio::time::timeout(Duration::from_secs(5), head.wait_for(|h| *h == Some(479))).await.unwrap().unwrap();
+            // Per-stream versions gap-free in both views.
+            for (s, tasks) in [(0, 6), (1, 5), (2, 5)] {
+                let events = store.read_stream(&format!("deploy/svc-{s}/production"), 0, 1000).await.unwrap();
+                let versions: Vec<u64> = events.iter().map(|e| e.stream_version).collect();
+                assert_eq!(versions, (0..tasks * 30).collect::<Vec<_>>());
+            }
+            let report = crate::tree::audit(store.as_ref(), |_| {}).await.unwrap();
+            assert!(report.verdict.is_ok(), "{:?}", report.verdict);
+            assert_eq!(report.events, 480);
+        }
+        // A retry through the other process is a duplicate with the original receipt.
+        let sent = deployments(1, "svc-0");
+        let first = a.append(sent.clone(), "t").await.unwrap();
+        let mut head = b.head();
+        tokio::time::timeout(Duration::from_secs(5), head.wait_for(|h| *h == Some(480))).await.unwrap().unwrap();
+        let again = b.append(sent, "t").await.unwrap();
+        assert_eq!(again[0], Receipt { duplicate: true, ..first[0].clone() });
+        a.close().await;
+        b.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopening_rebuilds_the_index_from_the_log() {
+        let log = MemoryLog::new();
+        let store = LogStore::open(log.clone()).await.unwrap();
+        let sent = deployments(4, "checkout");
+        let receipts = store.append(sent.clone(), "ci").await.unwrap();
+        let cp = StoredCheckpoint { size: 4, root: crate::tree::root(&store, 4).await.unwrap(), note: "n".into() };
+        store.save_checkpoint(cp.clone()).await.unwrap();
+        // A smaller one later does not replace it.
+        store.save_checkpoint(StoredCheckpoint { size: 2, root: Hash([1; 32]), note: "old".into() }).await.unwrap();
+        store.close().await;
+        let err = store.append(deployments(1, "x"), "ci").await.unwrap_err();
+        assert!(matches!(err, AppendError::Unavailable(_)), "{err:?}");
+
+        let mut seen = Vec::new();
+        let store = LogStore::open_with_progress(log.clone(), |n| seen.push(n)).await.unwrap();
+        assert_eq!(seen, [4]);
+        assert_eq!(*store.head().borrow(), Some(3));
+        assert_eq!(store.latest_checkpoint().await.unwrap(), Some(cp));
+        assert_eq!(store.stream_version("deploy/checkout/production").await.unwrap(), Some(3));
+        let retry = store.append(vec![sent[2].clone()], "ci").await.unwrap();
+        assert_eq!(retry[0], Receipt { duplicate: true, ..receipts[2].clone() });
+        let report = crate::tree::audit(&store, |_| {}).await.unwrap();
+        assert!(report.verdict.is_ok(), "{:?}", report.verdict);
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn while_the_engine_is_away_appends_are_refused_and_nothing_is_lost() {
+        let log = MemoryLog::new();
+        let store = LogStore::open(log.clone()).await.unwrap();
+        store.append(deployments(2, "checkout"), "ci").await.unwrap();
+        log.set_down(true);
+        let err = store.append(deployments(1, "checkout"), "ci").await.unwrap_err();
+        assert!(matches!(err, AppendError::Unavailable(_)), "{err:?}");
+        assert!(matches!(store.check().await, Err(StoreError::Unavailable(_))));
+        let err = store.read(ReadQuery { limit: 10, ..ReadQuery::default() }).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        log.set_down(false);
+        store.check().await.unwrap();
+        let next = store.append(deployments(1, "checkout"), "ci").await.unwrap();
+        assert_eq!((next[0].seq, next[0].stream_version), (2, 2));
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_damaged_log_is_refused_at_start_up() {
+        let log = MemoryLog::new();
+        let store = LogStore::open(log.clone()).await.unwrap();
+        store.append(deployments(3, "checkout"), "ci").await.unwrap();
+        store.close().await;
+        // Someone rewrites the ledger stream with seq 1 missing.
+        let mut entries = log.read(LEDGER, 0, 10).await.unwrap();
+        entries.remove(1);
+        let forged = MemoryLog::new();
+        forged.append(LEDGER, 0, entries).await.unwrap();
+        let err = LogStore::open(forged).await.err().unwrap();
+        assert!(matches!(err, StoreError::Corrupt { seq: 1, .. }), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_ledger_copied_in_keeps_its_records_and_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = crate::SqliteStore::open(&dir.path().join("ledger.db")).unwrap();
+        for n in 0..5 {
+            sqlite.append(deployments(n + 1, &format!("svc-{}", n % 2)), "ci-main").await.unwrap();
+        }
+        let records = sqlite.read_records(None, 1_000).await.unwrap();
+        let store = LogStore::open(MemoryLog::new()).await.unwrap();
+        store.import(records[..6].to_vec()).await.unwrap();
+        let err = store.import(records[7..].to_vec()).await.unwrap_err();
+        assert!(err.to_string().contains("next seq is 6"), "{err}");
+        store.import(records[6..].to_vec()).await.unwrap();
+        assert_eq!(store.read_records(None, 1_000).await.unwrap(), records);
+        for size in [1, 6, 15] {
+            assert_eq!(crate::tree::root(&store, size).await.unwrap(), crate::tree::root(&sqlite, size).await.unwrap());
+        }
+        // Copied events are duplicates of themselves, and appends continue.
+        let event = &records[4].raw;
+        let again = store
+            .append(
+                vec![parse(serde_json::json!({
+                    "id": event.event.id, "type": "deployment.succeeded", "occurredAt": "2026-11-20T10:00:00Z",
+                    "actor": "u-1042", "source": "https://ci.example.com/runs/42",
+                    "data": serde_json::from_str::<Value>(&event.data).unwrap()}))],
+                "x",
+            )
+            .await
+            .unwrap();
+        assert_eq!((again[0].seq, again[0].duplicate), (4, true));
+        let more = store.append(deployments(1, "svc-0"), "ci-main").await.unwrap();
+        assert_eq!(more[0].seq, 15);
+        sqlite.close().await;
+        store.close().await;
+    }
+}
