@@ -638,3 +638,36 @@ fn https_with_a_certificate_and_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("private key") && err.contains("--tls-key"), "{err}");
 }
+
+/// An EventStoreDB URL: this build either lacks the backend and says how to
+/// get it, or has it and names the server it cannot reach. Either way the
+/// command fails at once, names the flag, and masks the password.
+#[test]
+fn an_eventstoredb_store_is_named_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(BIN)
+        .args(["generate", "--services", "1", "--days", "2", "--seed", "3", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let from = format!("sqlite:{}", data.join("ledger.db").display());
+    let url = "esdb://admin:changeit@127.0.0.1:1?tls=false";
+    let runs: [&[&str]; 3] = [
+        &["serve", "--listen", "127.0.0.1:0", "--store", url],
+        &["migrate", "--from", &from, "--to", url],
+        &["verify", "--store", url, "--key", "/dev/null"],
+    ];
+    for args in runs {
+        let out = Command::new(BIN).args(args).current_dir(dir.path()).env_remove("SHIPLOG_STORE").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(!err.contains("changeit"), "{args:?} shows the password: {err}");
+        assert!(
+            err.contains("built without the EventStoreDB / KurrentDB backend; build it with `cargo build --release --features eventstore`")
+                || err.contains("esdb://admin:****@127.0.0.1:1"),
+            "{args:?}: {err}"
+        );
+    }
+}

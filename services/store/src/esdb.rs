@@ -11,19 +11,19 @@
 //! New events are followed with a catch-up subscription to the stream, and
 //! a look every second besides.
 //!
-//! The server's default `MaxAppendSize` is 1 MiB a request; a batch larger
-//! than that is refused whole. Raise it on the server for large batches.
+//! The server refuses an append larger than its `MaxAppendSize` (1 MiB by
+//! default). Groups larger than that are split; a single batch larger than
+//! that is refused before it is sent. A server with a larger limit is named
+//! with `maxAppendSize=BYTES` in the URL (shiplog's own parameter, taken
+//! out before the client sees the URL).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use eventstore::{
     AppendToStreamOptions, Client, ClientSettings, CurrentRevision, EventData, ExpectedRevision, ReadStreamOptions,
-    StreamPosition, SubscribeToStreamOptions,
+    StreamPosition,
 };
-use tokio::sync::watch;
 
 use crate::logstore::{AppendLog, Entry, LogError, LogStore};
 
@@ -32,6 +32,10 @@ pub type EventStoreDbStore = LogStore<EsdbLog>;
 
 /// How long one call to the server may take.
 const DEADLINE: Duration = Duration::from_secs(10);
+/// How often a follower asks for the ledger's last event.
+const POLL: Duration = Duration::from_millis(200);
+/// The server's `MaxAppendSize` unless the URL says otherwise.
+const DEFAULT_MAX_APPEND: usize = 1_048_576;
 
 /// Connect to the server `url` names and open the ledger there.
 /// `esdb://host:2113?tls=false`, `esdb+discover://…` for a cluster; the
@@ -45,19 +49,9 @@ pub async fn open(url: &str) -> Result<EventStoreDbStore, crate::StoreError> {
 pub struct EsdbLog {
     client: Client,
     location: String,
-    /// Per followed stream: its length as the subscription last saw it.
-    lengths: Mutex<HashMap<String, watch::Receiver<u64>>>,
-    followers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-}
-
-impl Drop for EsdbLog {
-    fn drop(&mut self) {
-        if let Ok(mut f) = self.followers.lock() {
-            for f in f.drain(..) {
-                f.abort();
-            }
-        }
-    }
+    /// What an append's entries may hold, with room for the per-event
+    /// overhead the server counts too.
+    max_append_bytes: usize,
 }
 
 impl EsdbLog {
@@ -67,7 +61,8 @@ impl EsdbLog {
         // default on first use, and panics if another is installed first:
         // so shiplog never installs one (its own TLS names ring explicitly).
         let location = crate::postgres::redact(url);
-        let esdb = normalise(url);
+        let (esdb, max_append) =
+            shiplog_parameters(&normalise(url)).map_err(|e| crate::StoreError::Storage(format!("{location}: {e}")))?;
         let settings: ClientSettings = esdb.parse().map_err(|e| {
             crate::StoreError::Storage(format!(
                 "{location} is not an EventStoreDB URL ({e}); give esdb://HOST:2113?tls=false, or esdb+discover://… for a cluster"
@@ -75,54 +70,7 @@ impl EsdbLog {
         })?;
         let client = Client::new(settings)
             .map_err(|e| crate::StoreError::Unavailable(format!("cannot reach {location}: {e}")))?;
-        Ok(EsdbLog { client, location, lengths: Mutex::new(HashMap::new()), followers: Mutex::new(Vec::new()) })
-    }
-
-    /// The stream's length as its subscription reports it, starting the
-    /// subscription on first use.
-    fn length(&self, stream: &str, len: u64) -> Result<watch::Receiver<u64>, LogError> {
-        let mut lengths = self.lengths.lock().map_err(|_| LogError::Failed("poisoned".into()))?;
-        if let Some(rx) = lengths.get(stream) {
-            return Ok(rx.clone());
-        }
-        let (tx, rx) = watch::channel(len);
-        lengths.insert(stream.to_owned(), rx.clone());
-        let client = self.client.clone();
-        let (name, location) = (stream.to_owned(), self.location.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let from = match tx.borrow().checked_sub(1) {
-                    Some(rev) => StreamPosition::Position(rev),
-                    None => StreamPosition::Start,
-                };
-                let options = SubscribeToStreamOptions::default().start_from(from);
-                let mut sub = client.subscribe_to_stream(name.as_str(), &options).await;
-                loop {
-                    match sub.next().await {
-                        Ok(event) => {
-                            let next = event.get_original_event().revision + 1;
-                            tx.send_if_modified(|l| {
-                                let grew = *l < next;
-                                *l = (*l).max(next);
-                                grew
-                            });
-                        }
-                        Err(e) => {
-                            tracing::debug!(store = %location, error = %e, "the subscription ended; subscribing again");
-                            break;
-                        }
-                    }
-                }
-                if tx.is_closed() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-        if let Ok(mut f) = self.followers.lock() {
-            f.push(task);
-        }
-        Ok(rx)
+        Ok(EsdbLog { client, location, max_append_bytes: max_append / 100 * 95 })
     }
 }
 
@@ -139,6 +87,35 @@ fn normalise(url: &str) -> String {
     url.to_owned()
 }
 
+/// The URL without shiplog's `maxAppendSize` parameter, and its value;
+/// refused when it asks for reads from followers.
+fn shiplog_parameters(url: &str) -> Result<(String, usize), String> {
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_owned(), DEFAULT_MAX_APPEND)) };
+    let mut most = DEFAULT_MAX_APPEND;
+    let mut kept = Vec::new();
+    for param in query.split('&') {
+        match param.split_once('=') {
+            Some((key, value))
+                if key.eq_ignore_ascii_case("nodePreference") && !value.eq_ignore_ascii_case("leader") =>
+            {
+                return Err(format!(
+                    "nodePreference={value}: shiplog reads its own writes, so it reads from the leader; \
+                     leave nodePreference out (or set it to leader)"
+                ));
+            }
+            Some((key, value)) if key.eq_ignore_ascii_case("maxAppendSize") => {
+                most = value
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n >= 1_024)
+                    .ok_or_else(|| format!("maxAppendSize={value} is not a size in bytes (1024 or more)"))?;
+            }
+            _ => kept.push(param),
+        }
+    }
+    Ok((if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) }, most))
+}
+
 fn log_error(location: &str, e: eventstore::Error) -> LogError {
     use eventstore::Error as E;
     match e {
@@ -147,8 +124,14 @@ fn log_error(location: &str, e: eventstore::Error) -> LogError {
         | E::DeadlineExceeded
         | E::NotLeaderException(_)
         | E::ServerError(_) => LogError::Unavailable(format!("{location}: {e}")),
-        // gRPC's UNAVAILABLE (the code's type is tonic's, the client's own dependency).
-        E::Grpc { ref code, .. } if format!("{code:?}") == "Unavailable" => {
+        // gRPC codes worth trying again (the code's type is tonic's, the
+        // client's own dependency; the client maps UNAVAILABLE itself).
+        E::Grpc { ref code, .. }
+            if matches!(
+                format!("{code:?}").as_str(),
+                "Unavailable" | "Cancelled" | "Aborted" | "ResourceExhausted"
+            ) =>
+        {
             LogError::Unavailable(format!("{location}: {e}"))
         }
         E::AccessDenied => LogError::Failed(format!(
@@ -245,15 +228,21 @@ impl AppendLog for EsdbLog {
     }
 
     async fn grown(&self, stream: &str, len: u64) -> Result<(), LogError> {
-        let mut rx = self.length(stream, len)?;
-        // The subscription says when; a look every second covers a
-        // subscription that is down or being re-made.
-        let _ = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|l| *l > len)).await;
-        Ok(())
+        let until = Instant::now() + Duration::from_secs(1);
+        loop {
+            if self.last(stream).await?.is_some_and(|(pos, _)| pos + 1 > len) || Instant::now() >= until {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     async fn check(&self) -> Result<(), LogError> {
         self.last(crate::logstore::CHECKPOINTS).await.map(|_| ())
+    }
+
+    fn max_append_bytes(&self) -> usize {
+        self.max_append_bytes
     }
 }
 
@@ -319,6 +308,9 @@ mod tests {
         async fn check(&self) -> Result<(), LogError> {
             self.inner.check().await
         }
+        fn max_append_bytes(&self) -> usize {
+            self.inner.max_append_bytes()
+        }
     }
 
     #[test]
@@ -326,5 +318,18 @@ mod tests {
         assert_eq!(normalise("kurrentdb://h:2113?tls=false"), "esdb://h:2113?tls=false");
         assert_eq!(normalise("kurrentdb+discover://h:2113"), "esdb+discover://h:2113");
         assert_eq!(normalise("esdb://h:2113"), "esdb://h:2113");
+    }
+
+    #[test]
+    fn max_append_size_is_shiplogs_parameter() {
+        assert_eq!(shiplog_parameters("esdb://h:2113"), Ok(("esdb://h:2113".into(), DEFAULT_MAX_APPEND)));
+        assert_eq!(
+            shiplog_parameters("esdb://h:2113?tls=false&maxAppendSize=4194304"),
+            Ok(("esdb://h:2113?tls=false".into(), 4_194_304))
+        );
+        assert_eq!(shiplog_parameters("esdb://h?maxappendsize=2048"), Ok(("esdb://h".into(), 2048)));
+        assert!(shiplog_parameters("esdb://h?maxAppendSize=big").unwrap_err().contains("maxAppendSize=big"));
+        assert!(shiplog_parameters("esdb://h?nodePreference=follower").unwrap_err().contains("leader"));
+        assert!(shiplog_parameters("esdb://h?nodePreference=leader").is_ok());
     }
 }

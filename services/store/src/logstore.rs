@@ -111,6 +111,13 @@ pub trait AppendLog: Send + Sync + 'static {
 
     /// Whether the engine answers.
     async fn check(&self) -> Result<(), LogError>;
+
+    /// The most entry bytes one append may carry (EventStoreDB's
+    /// `MaxAppendSize`); larger groups are split, and a larger batch is
+    /// refused before it is sent.
+    fn max_append_bytes(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// The ledger on an [`AppendLog`]. Cheap to share: clone the `Arc` it lives in.
@@ -218,6 +225,33 @@ impl Index {
     }
 }
 
+impl Index {
+    /// Whether `rows` would continue the ledger as [`Index::push`] requires
+    /// (ids new, stream versions gap-free, fields readable): checked before
+    /// copied records are written, since written records stay.
+    fn check_continuation(&self, rows: &[RecordJson]) -> Result<(), StoreError> {
+        let mut ids = std::collections::HashSet::new();
+        let mut next: HashMap<&str, u64> = HashMap::new();
+        for r in rows {
+            let corrupt = |problem: String| StoreError::Corrupt { seq: r.seq, problem };
+            if self.ids.contains_key(&r.id) || !ids.insert(r.id) {
+                return Err(corrupt(format!("id {} is recorded twice", r.id)));
+            }
+            EventType::parse(&r.kind).ok_or_else(|| corrupt(format!("unknown type {:?}", r.kind)))?;
+            parse_time(&r.recorded_at).map_err(|e| corrupt(format!("recordedAt {:?}: {e}", r.recorded_at)))?;
+            let version = next.get(r.stream.as_str()).copied().unwrap_or(self.stream_seqs(&r.stream).len() as u64);
+            if r.stream_version != version {
+                return Err(corrupt(format!(
+                    "its streamVersion is {}, but its stream holds {version} events before it",
+                    r.stream_version
+                )));
+            }
+            next.insert(&r.stream, version + 1);
+        }
+        Ok(())
+    }
+}
+
 impl Recorded for Index {
     fn receipt(&self, id: &Uuid) -> Option<(Receipt, &[u8])> {
         let seq = *self.ids.get(id)?;
@@ -282,8 +316,24 @@ fn parse_time(t: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
     DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc))
 }
 
+/// The entry for a record. Its id is made from the record's leaf hash, not
+/// the event's id: an engine like EventStoreDB takes an append of entries
+/// whose ids are already at that position as a repeat and answers success
+/// without writing, so a record re-planned at the same seq with another
+/// `recordedAt` (after a lost answer) must not look like the one stored.
 fn encode(record: &RecordJson) -> Result<Entry, String> {
-    Ok(Entry { id: record.id, kind: record.kind.clone(), data: serde_json::to_vec(record).map_err(|e| e.to_string())? })
+    let leaf = from_hex(&record.leaf_hash).ok_or("the leaf hash is not 32 bytes of hex")?;
+    Ok(Entry {
+        id: entry_id(&leaf),
+        kind: record.kind.clone(),
+        data: serde_json::to_vec(record).map_err(|e| e.to_string())?,
+    })
+}
+
+fn entry_id(leaf: &Hash) -> Uuid {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(leaf.0.get(..16).unwrap_or(&[0; 16]));
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
 fn decode(seq: u64, entry: &Entry) -> Result<StoredRecord, StoreError> {
@@ -384,7 +434,7 @@ impl<L: AppendLog> LogStore<L> {
     /// The seqs a query matches, as far as this process knows the ledger.
     fn matching(&self, query: &ReadQuery) -> Result<Vec<u64>, StoreError> {
         let index = self.inner.index.read().map_err(|_| poisoned())?;
-        let limit = query.limit.min(MAX_READ_LIMIT);
+        let limit = query.limit.clamp(1, MAX_READ_LIMIT);
         let start = query.after.map_or(0, |a| a.saturating_add(1));
         let of_type = |seq: &u64| {
             query.event_type.is_none_or(|t| {
@@ -457,14 +507,14 @@ impl<L: AppendLog> Inner<L> {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let now = {
+            let (now, pushed) = {
                 let mut index = self.index.write().map_err(|_| poisoned())?;
-                for r in records {
-                    index.push(r)?;
-                }
-                index.len()
+                let pushed = records.into_iter().try_for_each(|r| index.push(r));
+                (index.len(), pushed)
             };
+            // What was indexed is the head, even if a record after it is bad.
             self.advance(now);
+            pushed?;
             progress(now);
         }
         if let Ok(mut at) = self.synced.lock() {
@@ -485,9 +535,23 @@ impl<L: AppendLog> Inner<L> {
         });
     }
 
-    /// Check and write a group of requests as one append, answering each.
+    /// Check and write a group of requests, answering each: as one append,
+    /// or as several when one would be larger than the engine takes.
     async fn commit_group(&self, group: Vec<Request>) {
         let _sync = self.sync.lock().await;
+        let mut pending = vec![group];
+        while let Some(group) = pending.pop() {
+            if let Some((first, second)) = self.commit_locked(group).await {
+                pending.push(second);
+                pending.push(first);
+            }
+        }
+    }
+
+    /// Check and write a group as one append, answering each request; or,
+    /// when the append would be larger than the engine takes, hand the
+    /// group back in two halves, unanswered. The caller holds `sync`.
+    async fn commit_locked(&self, mut group: Vec<Request>) -> Option<(Vec<Request>, Vec<Request>)> {
         let started = Instant::now();
         let mut attempt: u32 = 0;
         while started.elapsed() < RETRY_FOR {
@@ -497,7 +561,7 @@ impl<L: AppendLog> Inner<L> {
                 for r in group {
                     let _ = r.reply.send(Err(e.clone()));
                 }
-                return;
+                return None;
             }
             // Check every request against the index as it is now.
             let planned = match self.plan(&group) {
@@ -506,7 +570,7 @@ impl<L: AppendLog> Inner<L> {
                     for r in group {
                         let _ = r.reply.send(Err(e.clone()));
                     }
-                    return;
+                    return None;
                 }
             };
             let (outcomes, records, len) = planned;
@@ -514,7 +578,7 @@ impl<L: AppendLog> Inner<L> {
                 for (r, outcome) in group.into_iter().zip(outcomes) {
                     let _ = r.reply.send(outcome);
                 }
-                return;
+                return None;
             }
             let entries = match records.iter().map(encode).collect::<Result<Vec<_>, _>>() {
                 Ok(e) => e,
@@ -522,9 +586,25 @@ impl<L: AppendLog> Inner<L> {
                     for r in group {
                         let _ = r.reply.send(Err(AppendError::Storage(format!("cannot encode the batch: {e}"))));
                     }
-                    return;
+                    return None;
                 }
             };
+            let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
+            let most = self.log.max_append_bytes();
+            if bytes > most {
+                if group.len() > 1 {
+                    let second = group.split_off(group.len() / 2);
+                    return Some((group, second));
+                }
+                for r in group {
+                    let _ = r.reply.send(Err(AppendError::Storage(format!(
+                        "the batch is {bytes} bytes as stored, more than {} takes in one append ({most}); \
+                         send smaller batches, or raise the server's MaxAppendSize and maxAppendSize in --store",
+                        self.location
+                    ))));
+                }
+                return None;
+            }
             let written = records.len();
             match self.log.append(LEDGER, len, entries).await {
                 Ok(()) => {
@@ -536,7 +616,7 @@ impl<L: AppendLog> Inner<L> {
                         for r in group {
                             let _ = r.reply.send(Err(e.clone()));
                         }
-                        return;
+                        return None;
                     }
                     if let Ok(mut h) = self.commit_sizes.lock() {
                         h.observe(written as f64);
@@ -547,7 +627,7 @@ impl<L: AppendLog> Inner<L> {
                     for (r, outcome) in group.into_iter().zip(outcomes) {
                         let _ = r.reply.send(outcome);
                     }
-                    return;
+                    return None;
                 }
                 // Another process wrote first: catch up and check again,
                 // after a random pause that grows with each lost race (a
@@ -563,7 +643,7 @@ impl<L: AppendLog> Inner<L> {
                     for r in group {
                         let _ = r.reply.send(Err(e.clone()));
                     }
-                    return;
+                    return None;
                 }
             }
         }
@@ -574,6 +654,7 @@ impl<L: AppendLog> Inner<L> {
                 RETRY_FOR.as_secs()
             ))));
         }
+        None
     }
 
     /// Each request's outcome, the records the group writes, and the
@@ -798,15 +879,42 @@ impl<L: AppendLog> EventStore for LogStore<L> {
                 digest: to_hex(&Hash(digest)),
             });
         }
+        // Everything checked before anything is written: written entries stay.
+        self.inner.index.read().map_err(|_| poisoned())?.check_continuation(&rows)?;
         let entries = rows.iter().map(encode).collect::<Result<Vec<_>, _>>().map_err(StoreError::Storage)?;
-        match self.inner.log.append(LEDGER, len, entries).await {
-            Ok(()) => self.inner.apply(rows),
-            Err(LogError::Moved { .. }) => Err(StoreError::Storage(format!(
-                "another process wrote to {} during the copy; copy into a ledger nothing else writes to",
-                self.inner.location
-            ))),
-            Err(e) => Err(to_store(e)),
+        // As few appends as the engine's size limit allows; each is a valid
+        // continuation, so a failure part-way leaves a shorter, sound ledger.
+        let most = self.inner.log.max_append_bytes();
+        let mut entries = entries.into_iter().peekable();
+        let mut at = len;
+        while entries.peek().is_some() {
+            let mut chunk = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(e) = entries.next_if(|e| chunk.is_empty() || bytes + e.data.len() <= most) {
+                bytes += e.data.len();
+                chunk.push(e);
+            }
+            if bytes > most {
+                return Err(StoreError::Storage(format!(
+                    "the record at seq {at} alone is {bytes} bytes, more than {} takes in one append ({most}); \
+                     raise the server's MaxAppendSize and maxAppendSize in the URL",
+                    self.inner.location
+                )));
+            }
+            let n = chunk.len();
+            match self.inner.log.append(LEDGER, at, chunk).await {
+                Ok(()) => self.inner.apply(rows.drain(..n).collect())?,
+                Err(LogError::Moved { .. }) => {
+                    return Err(StoreError::Storage(format!(
+                        "another process wrote to {} during the copy; copy into a ledger nothing else writes to",
+                        self.inner.location
+                    )));
+                }
+                Err(e) => return Err(to_store(e)),
+            }
+            at += n as u64;
         }
+        Ok(())
     }
 
     async fn read_stream(
@@ -938,6 +1046,8 @@ struct MemoryState {
     streams: Mutex<HashMap<String, Vec<Entry>>>,
     grown: tokio::sync::Notify,
     down: AtomicBool,
+    /// Appends larger than this are refused (0: no limit).
+    max_append_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryLog {
@@ -948,6 +1058,12 @@ impl MemoryLog {
     /// Make the log unreachable (`true`) or reachable again.
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Refuse appends whose entries hold more than `bytes`, as EventStoreDB
+    /// does past its `MaxAppendSize`.
+    pub fn set_max_append_bytes(&self, bytes: usize) {
+        self.state.max_append_bytes.store(bytes, Ordering::SeqCst);
     }
 
     fn up(&self) -> Result<(), LogError> {
@@ -984,10 +1100,21 @@ impl AppendLog for MemoryLog {
 
     async fn append(&self, stream: &str, len: u64, entries: Vec<Entry>) -> Result<(), LogError> {
         self.up()?;
+        let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
+        if bytes > self.max_append_bytes() {
+            return Err(LogError::Failed(format!("maximum append size exceeded: {bytes} bytes")));
+        }
         {
             let mut streams = self.streams()?;
             let s = streams.entry(stream.to_owned()).or_default();
             if s.len() as u64 != len {
+                // EventStoreDB's idempotence: the same entry ids already at
+                // that position are a repeat, answered as a success.
+                let at = usize::try_from(len).unwrap_or(usize::MAX);
+                let there = s.get(at..).unwrap_or(&[]).iter().take(entries.len()).map(|e| e.id);
+                if !entries.is_empty() && there.eq(entries.iter().map(|e| e.id)) {
+                    return Ok(());
+                }
                 return Err(LogError::Moved { expected: len, actual: s.len() as u64 });
             }
             s.extend(entries);
@@ -1009,6 +1136,13 @@ impl AppendLog for MemoryLog {
 
     async fn check(&self) -> Result<(), LogError> {
         self.up()
+    }
+
+    fn max_append_bytes(&self) -> usize {
+        match self.state.max_append_bytes.load(Ordering::SeqCst) {
+            0 => usize::MAX,
+            n => n,
+        }
     }
 }
 
@@ -1116,6 +1250,87 @@ mod tests {
         let next = store.append(deployments(1, "checkout"), "ci").await.unwrap();
         assert_eq!((next[0].seq, next[0].stream_version), (2, 2));
         store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn groups_larger_than_the_engine_takes_are_split_and_batches_refused_whole() {
+        let log = MemoryLog::new();
+        // About four events' worth: 64 concurrent appends group far past it.
+        log.set_max_append_bytes(2_500);
+        let store = Arc::new(LogStore::open(log.clone()).await.unwrap());
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.append(deployments(1, &format!("svc-{}", i % 4)), "ci").await })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap().unwrap()[0].seq);
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..64).collect::<Vec<_>>());
+        assert!(store.metrics().commit_sizes.unwrap().count() >= 16, "split into appends of a few events");
+        // One batch over the limit: refused whole, with what to do.
+        let err = store.append(deployments(10, "svc-0"), "ci").await.unwrap_err();
+        assert!(err.to_string().contains("send smaller batches"), "{err}");
+        assert_eq!(store.read(ReadQuery { limit: 100, ..ReadQuery::default() }).await.unwrap().len(), 64);
+        let report = crate::tree::audit(store.as_ref(), |_| {}).await.unwrap();
+        assert!(report.verdict.is_ok(), "{:?}", report.verdict);
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_replanned_after_a_lost_answer_is_not_taken_for_the_stored_one() {
+        let log = MemoryLog::new();
+        let store = LogStore::open(log.clone()).await.unwrap();
+        store.append(deployments(1, "checkout"), "ci").await.unwrap();
+        let stored = log.read(LEDGER, 0, 1).await.unwrap().remove(0);
+        // The engine repeats an append of the very entry at its position…
+        log.append(LEDGER, 0, vec![stored.clone()]).await.unwrap();
+        assert_eq!(log.read(LEDGER, 0, 10).await.unwrap().len(), 1);
+        // …but the same event planned again with another recordedAt is
+        // another record (another leaf): its entry id differs, so the engine
+        // refuses it instead of answering success without writing it.
+        let mut record: RecordJson = serde_json::from_slice(&stored.data).unwrap();
+        record.recorded_at = "2030-01-01T00:00:00Z".into();
+        record.leaf_hash = to_hex(&Hash([9; 32]));
+        let replanned = encode(&record).unwrap();
+        assert_ne!(replanned.id, stored.id);
+        let err = log.append(LEDGER, 0, vec![replanned]).await.unwrap_err();
+        assert!(matches!(err, LogError::Moved { actual: 1, .. }), "{err:?}");
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn copied_records_are_checked_before_any_is_written_and_split_to_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = crate::SqliteStore::open(&dir.path().join("ledger.db")).unwrap();
+        sqlite.append(deployments(12, "svc-0"), "ci-main").await.unwrap();
+        let records = sqlite.read_records(None, 1_000).await.unwrap();
+        let log = MemoryLog::new();
+        log.set_max_append_bytes(2_500);
+        let store = LogStore::open(log.clone()).await.unwrap();
+        // A stream version that skips: refused, nothing written.
+        let mut bad = records.clone();
+        bad[7].raw.event.stream_version = 9;
+        let mut full = bad[7].raw.event.clone();
+        full.data = serde_json::from_str(&bad[7].raw.data).unwrap();
+        bad[7].raw.event.leaf_hash = Some(leaf_hash(&full).unwrap());
+        let err = store.import(bad).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { seq: 7, problem } if problem.contains("streamVersion")),
+            "{err:?}"
+        );
+        assert!(log.read(LEDGER, 0, 100).await.unwrap().is_empty());
+        // In appends of a few records each, under the engine's limit.
+        store.import(records.clone()).await.unwrap();
+        assert_eq!(store.read_records(None, 100).await.unwrap(), records);
+        let reopened = LogStore::open(log).await.unwrap();
+        assert!(crate::tree::audit(&reopened, |_| {}).await.unwrap().verdict.is_ok());
+        sqlite.close().await;
+        store.close().await;
+        reopened.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
