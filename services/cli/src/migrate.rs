@@ -20,19 +20,21 @@ const PAGE: usize = 5_000;
 #[command(after_help = "Examples:
   shiplog migrate --from sqlite:shiplog-data/ledger.db --to postgres://shiplog:…@db:5432/ledger
   shiplog migrate --from postgres://…@old-db/ledger --to postgres://…@new-db/ledger
+  shiplog migrate --from postgres://…@db/ledger --to sqlite:restored/ledger.db
   shiplog migrate --from sqlite:shiplog-data/ledger.db --to esdb://es:2113   (built with --features eventstore)
 
 Stop the servers writing to --from first: what is appended after the copy
-starts is not copied. --to must be an empty PostgreSQL database, or an
-EventStoreDB / KurrentDB server without a shiplog ledger. The copy
+starts is not copied. --to must be an empty PostgreSQL database, a SQLite
+file that does not exist yet, or an EventStoreDB / KurrentDB server without
+a shiplog ledger. The copy
 keeps every record and its leaf hash, and the last signed checkpoint; start
 the servers on --to with the same --checkpoint-key.")]
 pub struct MigrateArgs {
     /// The ledger to copy: sqlite:PATH, postgres://… or esdb://…
     #[arg(long, value_name = "URL")]
     from: String,
-    /// Where to copy it: an empty PostgreSQL database (postgres://…) or
-    /// EventStoreDB / KurrentDB (esdb://…)
+    /// Where to copy it: an empty PostgreSQL database (postgres://…), a new
+    /// SQLite file (sqlite:PATH) or EventStoreDB / KurrentDB (esdb://…)
     #[arg(long, value_name = "URL")]
     to: String,
 }
@@ -41,11 +43,21 @@ pub fn run(args: MigrateArgs) -> Result<ExitCode, String> {
     let here = std::path::Path::new(".");
     let from = StoreUrl::parse(Some(&args.from), here).map_err(|e| e.replace("--store", "--from"))?;
     let to = StoreUrl::parse(Some(&args.to), here).map_err(|e| e.replace("--store", "--to"))?;
-    if let StoreUrl::Sqlite(_) = &to {
-        return Err(format!(
-            "--to {to:?}: shiplog migrate copies into PostgreSQL (postgres://USER:PASSWORD@HOST:5432/DATABASE) or \
-             EventStoreDB (esdb://HOST:2113); to copy the embedded store, use shiplog backup"
-        ));
+    if let StoreUrl::Sqlite(path) = &to {
+        if path.exists() {
+            return Err(format!(
+                "--to {}: the file exists; shiplog migrate copies into a new SQLite file (or an empty PostgreSQL \
+                 database, or EventStoreDB); to copy the embedded store as it is, use shiplog backup",
+                path.display()
+            ));
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+            return Err(format!(
+                "--to {}: the directory {} does not exist; create it first",
+                path.display(),
+                dir.display()
+            ));
+        }
     }
     if let StoreUrl::Sqlite(path) = &from {
         if !path.is_file() {
@@ -97,7 +109,7 @@ async fn copy(
         let page: Vec<_> = page.into_iter().filter(|r| r.raw.event.seq < total).collect();
         let n = page.len() as u64;
         target.import(page).await.map_err(|e| {
-            format!("cannot copy into --to after {copied} events: {e}; the copy is incomplete: run again into an empty store (for PostgreSQL, drop and re-create the database)")
+            format!("cannot copy into --to after {copied} events: {e}; the copy is incomplete: run again into an empty store (for PostgreSQL, drop and re-create the database; for SQLite, delete the file)")
         })?;
         copied += n;
         bar.set_position(copied);

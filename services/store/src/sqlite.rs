@@ -58,7 +58,15 @@ const FROM: &str = "events e JOIN streams s ON s.stream_id = e.stream_id";
 /// What the writer is asked to do.
 enum Request {
     Append(AppendRequest),
-    SaveCheckpoint { checkpoint: StoredCheckpoint, reply: oneshot::Sender<Result<(), StoreError>> },
+    SaveCheckpoint {
+        checkpoint: StoredCheckpoint,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Records copied from another ledger, each already checked against its leaf.
+    Import {
+        records: Vec<crate::StoredRecord>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 struct AppendRequest {
@@ -494,6 +502,32 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn import(&self, records: Vec<crate::StoredRecord>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // Each record must hash to its own leaf: checked here, off the writer.
+        for record in &records {
+            let event = &record.raw.event;
+            let seq = event.seq;
+            let mut full = event.clone();
+            full.data = serde_json::from_str(&record.raw.data)
+                .map_err(|e| StoreError::Corrupt { seq, problem: format!("data: {e}") })?;
+            let leaf = shiplog_core::merkle::leaf_hash(&full)
+                .map_err(|e| StoreError::Corrupt { seq, problem: format!("cannot hash the record: {e}") })?;
+            if Some(leaf) != event.leaf_hash {
+                return Err(StoreError::Corrupt { seq, problem: "the record does not hash to its stored leaf".into() });
+            }
+        }
+        let queue = self.queue().ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?;
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Request::Import { records, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+    }
+
     async fn save_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
         let queue = self.queue().ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?;
         let (reply, answer) = oneshot::channel();
@@ -583,6 +617,19 @@ impl Writer {
                     next = queue.blocking_recv();
                     continue;
                 }
+                Request::Import { records, reply } => {
+                    let count = records.len();
+                    let done = self.import(records);
+                    if done.is_ok() {
+                        let _ = committed.send(());
+                        if let Ok(mut h) = self.commit_sizes.lock() {
+                            h.observe(count as f64);
+                        }
+                    }
+                    let _ = reply.send(done);
+                    next = queue.blocking_recv();
+                    continue;
+                }
             };
             let mut count = first.events.len();
             let mut group = vec![first];
@@ -625,6 +672,94 @@ impl Writer {
             )
             .map(|_| ())
             .map_err(StoreError::from)
+    }
+
+    /// Write copied records as they are, at the end of the ledger, in one
+    /// transaction: each must take the next seq, a new id and its stream's
+    /// next version (their leaves were checked by the caller).
+    fn import(&mut self, records: Vec<crate::StoredRecord>) -> Result<(), StoreError> {
+        let mut streams: HashMap<String, StreamTip> = HashMap::new();
+        let mut ids: HashMap<Uuid, u64> = HashMap::new();
+        let mut next_stream_id = self.next_stream_id;
+        let mut last_recorded_at = self.last_recorded_at;
+        let unsaved = self.recent.unsaved;
+        let tx = self.conn.transaction()?;
+        let written = (|| {
+            let mut insert_stream = tx.prepare_cached("INSERT INTO streams (stream_id, name) VALUES (?1, ?2)")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (seq, id, type, stream_id, stream_version, occurred_at, recorded_at, recorded_by, actor, source, data, links, digest, leaf_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for (seq, record) in (self.next_seq..).zip(&records) {
+                let e = &record.raw.event;
+                let corrupt = |problem: String| StoreError::Corrupt { seq, problem };
+                if e.seq != seq {
+                    return Err(StoreError::Storage(format!(
+                        "the copied records must continue this ledger: its next seq is {seq}, the record's {}",
+                        e.seq
+                    )));
+                }
+                if self.ids.contains_key(&e.id) || ids.insert(e.id, seq).is_some() {
+                    return Err(corrupt(format!("id {} is recorded twice", e.id)));
+                }
+                let tip = streams.get(&e.stream).or_else(|| self.streams.get(&e.stream)).copied();
+                let expected = tip.map_or(0, |t| t.version + 1);
+                if e.stream_version != expected {
+                    return Err(corrupt(format!(
+                        "its streamVersion is {}, but its stream holds {expected} events before it",
+                        e.stream_version
+                    )));
+                }
+                let stream_id = match tip {
+                    Some(t) => t.stream_id,
+                    None => {
+                        insert_stream.execute(params![next_stream_id, e.stream])?;
+                        next_stream_id += 1;
+                        next_stream_id - 1
+                    }
+                };
+                streams.insert(e.stream.clone(), StreamTip { stream_id, version: e.stream_version });
+                let leaf = e.leaf_hash.ok_or_else(|| corrupt("no leaf hash".into()))?;
+                append_leaf(&tx, &mut self.recent, seq, leaf).map_err(|e| StoreError::Storage(e.to_string()))?;
+                let links = if e.links.is_empty() {
+                    None
+                } else {
+                    Some(serde_json::to_string(&e.links).map_err(|err| corrupt(format!("links: {err}")))?)
+                };
+                insert.execute(params![
+                    seq,
+                    e.id.hyphenated().to_string(),
+                    e.event_type.as_str(),
+                    stream_id,
+                    e.stream_version,
+                    format_time(&e.occurred_at),
+                    format_time(&e.recorded_at),
+                    e.recorded_by,
+                    e.actor,
+                    e.source,
+                    record.raw.data,
+                    links,
+                    record.digest.as_slice(),
+                    leaf.0.as_slice(),
+                ])?;
+                last_recorded_at = last_recorded_at.max(e.recorded_at);
+            }
+            self.recent.save(&tx).map_err(|e| StoreError::Storage(e.to_string()))
+        })();
+        let written = written.and_then(|()| tx.commit().map_err(StoreError::from));
+        if let Err(e) = written {
+            // Rolled back (dropping the transaction): forget its tree hashes.
+            self.recent.unsaved = unsaved;
+            self.recent.forget_unsaved();
+            return Err(e);
+        }
+        self.next_seq += records.len() as u64;
+        self.next_stream_id = next_stream_id;
+        self.streams.extend(streams);
+        self.ids.extend(ids);
+        self.last_recorded_at = last_recorded_at;
+        self.head.send_replace(self.next_seq.checked_sub(1));
+        Ok(())
     }
 
     /// Commit a group; whether anything was written.
@@ -1144,6 +1279,46 @@ mod tests {
         let more = store.append(crate::contract::deployments(1, "checkout"), "test").await.unwrap();
         assert_eq!((more[0].seq, more[0].stream_version), (3, 3));
         store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_ledger_copied_in_keeps_every_record_root_and_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = SqliteStore::open(&dir.path().join("a.db")).unwrap();
+        let mut sent = Vec::new();
+        for n in 0..6 {
+            let batch = crate::contract::deployments(n + 1, &format!("svc-{}", n % 2));
+            source.append(batch.clone(), "ci-main").await.unwrap();
+            sent.extend(batch);
+        }
+        let records = source.read_records(None, 1_000).await.unwrap();
+        let copy = SqliteStore::open(&dir.path().join("b.db")).unwrap();
+        copy.import(records[..8].to_vec()).await.unwrap();
+        // Out of order, forged, or breaking a stream: refused, nothing written.
+        let err = copy.import(records[9..].to_vec()).await.unwrap_err();
+        assert!(err.to_string().contains("next seq is 8"), "{err}");
+        let mut forged = records[8].clone();
+        forged.raw.event.recorded_by = "someone-else".into();
+        let err = copy.import(vec![forged]).await.unwrap_err();
+        assert!(err.to_string().contains("does not hash to its stored leaf"), "{err}");
+        copy.import(records[8..].to_vec()).await.unwrap();
+        assert_eq!(copy.read_records(None, 1_000).await.unwrap(), records);
+        assert_eq!(*copy.head().borrow(), Some(20));
+        for size in [1, 8, 21] {
+            assert_eq!(crate::tree::root(&copy, size).await.unwrap(), crate::tree::root(&source, size).await.unwrap());
+        }
+        // The writer knows the copied ids and streams: retries are
+        // duplicates, and appends continue both orders.
+        let retry = copy.append(vec![sent[4].clone()], "x").await.unwrap();
+        assert_eq!((retry[0].seq, retry[0].duplicate), (4, true));
+        let more = copy.append(crate::contract::deployments(1, "svc-1"), "ci-main").await.unwrap();
+        assert_eq!((more[0].seq, more[0].stream_version), (21, 12));
+        copy.close().await;
+        // And after a restart, the file audits.
+        let reopened = SqliteStore::open(&dir.path().join("b.db")).unwrap();
+        assert!(crate::tree::audit(&reopened, |_| {}).await.unwrap().verdict.is_ok());
+        reopened.close().await;
+        source.close().await;
     }
 
     #[tokio::test]
