@@ -241,7 +241,8 @@ impl Drop for Server {
 /// Run the end-to-end tests against PostgreSQL instead of the embedded
 /// store: `SHIPLOG_TEST_STORE=postgres://postgres@127.0.0.1:5432/test`. Each
 /// data directory gets a database of its own on that server, made on the
-/// first start and used again on restarts.
+/// first start and used again on restarts. `SHIPLOG_TEST_STORE=log` runs
+/// them on the EventStoreDB code path (`--store log:DATA_DIR/log`).
 pub const TEST_STORE: &str = "SHIPLOG_TEST_STORE";
 const STORE_MARKER: &str = "test-store-url";
 
@@ -250,7 +251,13 @@ const STORE_MARKER: &str = "test-store-url";
 /// gave its own.
 fn store_args(data_dir: &Path, args: &[&str]) -> Vec<String> {
     let Ok(server) = std::env::var(TEST_STORE) else { return Vec::new() };
-    if !server.starts_with("postgres") || args.iter().any(|a| a.starts_with("--store")) {
+    if args.iter().any(|a| a.starts_with("--store")) {
+        return Vec::new();
+    }
+    if server == "log" {
+        return vec!["--store".into(), format!("log:{}", data_dir.join("log").display())];
+    }
+    if !server.starts_with("postgres") {
         return Vec::new();
     }
     let marker = data_dir.join(STORE_MARKER);

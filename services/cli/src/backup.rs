@@ -36,6 +36,7 @@ impl StoreArgs {
                  and check one with `shiplog verify --store postgres://…`"
                     .into(),
             ),
+            StoreUrl::Log(_) => Err("this command works on the embedded SQLite store; copy a log:DIR ledger with `shiplog migrate`".into()),
             StoreUrl::Esdb(_) => Err(
                 "this command works on the embedded SQLite store; back up an EventStoreDB / KurrentDB ledger with the server's own backups, \
                  check one with `shiplog verify --store esdb://…`, or copy it with `shiplog migrate`"
@@ -104,7 +105,7 @@ pub fn check_file(path: &Path) -> Result<Checked, String> {
 pub fn check_store(url: &StoreUrl) -> Result<Checked, String> {
     let label = match url {
         StoreUrl::Sqlite(path) => path.display().to_string(),
-        StoreUrl::Postgres(_) | StoreUrl::Esdb(_) => format!("{url:?}"),
+        StoreUrl::Postgres(_) | StoreUrl::Esdb(_) | StoreUrl::Log(_) => format!("{url:?}"),
     };
     let rt = crate::bench::runtime()?;
     rt.block_on(async {
@@ -242,7 +243,7 @@ pub fn verify_store(url: &StoreUrl, key: &str) -> Result<ExitCode, String> {
     let label = match url {
         StoreUrl::Sqlite(path) if !path.is_file() => return Err(format!("no ledger at {}", path.display())),
         StoreUrl::Sqlite(path) => path.display().to_string(),
-        StoreUrl::Postgres(_) | StoreUrl::Esdb(_) => format!("{url:?}"),
+        StoreUrl::Postgres(_) | StoreUrl::Esdb(_) | StoreUrl::Log(_) => format!("{url:?}"),
     };
     let checked = match check_store(url) {
         Ok(c) => c,

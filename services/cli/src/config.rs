@@ -66,6 +66,9 @@ pub enum StoreUrl {
     /// An EventStoreDB / KurrentDB URL, `esdb://…` (the `eventstore` build
     /// feature serves it; it may hold a password too).
     Esdb(String),
+    /// `log:DIR`: the EventStoreDB code path on JSON-lines files, one
+    /// process; for tests and trials, not production.
+    Log(PathBuf),
 }
 
 /// Without the password.
@@ -74,6 +77,7 @@ impl std::fmt::Debug for StoreUrl {
         match self {
             StoreUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
             StoreUrl::Postgres(url) | StoreUrl::Esdb(url) => f.write_str(&shiplog_store::postgres::redact(url)),
+            StoreUrl::Log(dir) => write!(f, "log:{}", dir.display()),
         }
     }
 }
@@ -89,6 +93,12 @@ impl StoreUrl {
                 return Err("--store sqlite: needs a file path, e.g. sqlite:///var/lib/shiplog/ledger.db".into());
             }
             return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+        }
+        if let Some(dir) = url.strip_prefix("log:") {
+            if dir.is_empty() {
+                return Err("--store log: needs a directory, e.g. log:shiplog-data/log".into());
+            }
+            return Ok(StoreUrl::Log(PathBuf::from(dir)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(StoreUrl::Postgres(url.to_owned()));
@@ -131,6 +141,8 @@ mod tests {
         assert_eq!(es, StoreUrl::Esdb("esdb://admin:changeit@es:2113?tls=false".into()));
         assert_eq!(format!("{es:?}"), "esdb://admin:****@es:2113?tls=false");
         assert!(matches!(StoreUrl::parse(Some("kurrentdb://es:2113"), dir), Ok(StoreUrl::Esdb(_))));
+        assert_eq!(StoreUrl::parse(Some("log:/x/log"), dir), Ok(StoreUrl::Log("/x/log".into())));
+        assert!(StoreUrl::parse(Some("log:"), dir).unwrap_err().contains("needs a directory"));
     }
 
     #[test]

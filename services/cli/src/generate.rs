@@ -87,7 +87,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
     let store = match &store_url {
         None => None,
         Some(StoreUrl::Sqlite(path)) => Some(open_empty(path, hint)?),
-        Some(StoreUrl::Postgres(_) | StoreUrl::Esdb(_)) => {
+        Some(StoreUrl::Postgres(_) | StoreUrl::Esdb(_) | StoreUrl::Log(_)) => {
             return Err("shiplog generate writes into the embedded SQLite store or NDJSON; to fill PostgreSQL or EventStoreDB, \
                         generate into --data-dir DIR, then copy it with `shiplog migrate --from sqlite:DIR/ledger.db --to URL`"
                 .into());
@@ -162,7 +162,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, String> {
             _ => String::new(),
         } + &match &store_url {
             Some(StoreUrl::Sqlite(p)) => format!("; recorded in {}", p.display()),
-            Some(StoreUrl::Postgres(_) | StoreUrl::Esdb(_)) | None => String::new(),
+            Some(StoreUrl::Postgres(_) | StoreUrl::Esdb(_) | StoreUrl::Log(_)) | None => String::new(),
         }
     );
     Ok(ExitCode::SUCCESS)

@@ -26,7 +26,9 @@ pub struct ServeArgs {
     /// Directory for the embedded store and keys [default: ./shiplog-data]
     #[arg(long, env = "SHIPLOG_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Store URL [default: SQLite in the data directory; sqlite:PATH for another file]
+    /// Store URL [default: SQLite in the data directory; sqlite:PATH for another file;
+    /// postgres://USER:PASSWORD@HOST:5432/DB; esdb://HOST:2113 with the eventstore build feature;
+    /// log:DIR runs the EventStoreDB code path on local files, one process, for tests and trials]
     #[arg(long, env = "SHIPLOG_STORE", value_name = "URL")]
     store: Option<String>,
     /// Directory of Cedar gate policies (*.cedar, shadow/*.cedar, tests/)
@@ -264,6 +266,10 @@ pub async fn open_store(url: &StoreUrl) -> Result<Arc<dyn EventStore>, String> {
             format!("{e}; check --store (postgres://USER:PASSWORD@HOST:5432/DATABASE) and that PostgreSQL is running")
         })?),
         StoreUrl::Esdb(url) => open_esdb(url).await?,
+        StoreUrl::Log(dir) => {
+            let log = shiplog_store::FileLog::open(dir).map_err(|e| e.to_string())?;
+            Arc::new(shiplog_store::LogStore::open(log).await.map_err(|e| e.to_string())?)
+        }
     })
 }
 

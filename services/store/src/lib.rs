@@ -28,7 +28,7 @@ use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
 use tokio::sync::watch;
 
 pub use error::{AppendError, StoreError};
-pub use logstore::{LogStore, MemoryLog};
+pub use logstore::{FileLog, LogStore, MemoryLog};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

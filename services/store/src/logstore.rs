@@ -26,6 +26,10 @@
 //!
 //! **Group commit.** Appends that arrive while one is being written wait in
 //! a queue and are then checked and written together, as one append.
+//!
+//! **Engines.** `esdb.rs` (feature `eventstore`) for EventStoreDB /
+//! KurrentDB; [`MemoryLog`] for the store's tests; [`FileLog`] (`--store
+//! log:DIR`) to run the whole server on this code path without a server.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1146,10 +1150,149 @@ impl AppendLog for MemoryLog {
     }
 }
 
+/// An [`AppendLog`] in files: one JSON-lines file per stream in a
+/// directory, each append written and `fsync`ed before it is answered. For
+/// one process only (it takes no lock on the files). It exists to run the
+/// whole server, end to end, on the code path EventStoreDB uses (`--store
+/// log:DIR`), where no EventStoreDB server can be had; it is not a store
+/// for production.
+pub struct FileLog {
+    dir: std::path::PathBuf,
+    streams: Mutex<FileStreams>,
+    grown: tokio::sync::Notify,
+}
+
+/// Each stream's entries, and its file open for appending.
+type FileStreams = HashMap<String, (Vec<Entry>, std::fs::File)>;
+
+#[derive(Serialize, Deserialize)]
+struct FileEntry {
+    id: Uuid,
+    kind: String,
+    /// The entry's JSON, as text.
+    data: String,
+}
+
+impl FileLog {
+    /// Open (or create) the directory and read every stream in it.
+    pub fn open(dir: &std::path::Path) -> Result<FileLog, StoreError> {
+        let failed = |what: String| StoreError::Storage(format!("{}: {what}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+        let mut streams = HashMap::new();
+        for file in std::fs::read_dir(dir).map_err(|e| failed(e.to_string()))? {
+            let path = file.map_err(|e| failed(e.to_string()))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".jsonl")) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| failed(e.to_string()))?;
+            let mut entries = Vec::new();
+            for (n, line) in text.lines().enumerate() {
+                let e: FileEntry = serde_json::from_str(line)
+                    .map_err(|e| failed(format!("{} line {}: {e}", path.display(), n + 1)))?;
+                entries.push(Entry { id: e.id, kind: e.kind, data: e.data.into_bytes() });
+            }
+            let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| failed(e.to_string()))?;
+            streams.insert(name.to_owned(), (entries, file));
+        }
+        Ok(FileLog { dir: dir.to_owned(), streams: Mutex::new(streams), grown: tokio::sync::Notify::new() })
+    }
+
+    fn locked(&self) -> Result<std::sync::MutexGuard<'_, FileStreams>, LogError> {
+        self.streams.lock().map_err(|_| LogError::Failed("the file log is poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl AppendLog for FileLog {
+    fn location(&self) -> String {
+        format!("log:{}", self.dir.display())
+    }
+
+    async fn read(&self, stream: &str, from: u64, count: usize) -> Result<Vec<Entry>, LogError> {
+        let streams = self.locked()?;
+        let all = streams.get(stream).map_or(&[][..], |(e, _)| e.as_slice());
+        let from = usize::try_from(from).unwrap_or(usize::MAX).min(all.len());
+        Ok(all.get(from..).unwrap_or(&[]).iter().take(count).cloned().collect())
+    }
+
+    async fn last(&self, stream: &str) -> Result<Option<(u64, Entry)>, LogError> {
+        let streams = self.locked()?;
+        Ok(streams.get(stream).and_then(|(s, _)| s.last().map(|e| (s.len() as u64 - 1, e.clone()))))
+    }
+
+    async fn append(&self, stream: &str, len: u64, entries: Vec<Entry>) -> Result<(), LogError> {
+        use std::io::Write;
+        let failed = |e: std::io::Error| LogError::Failed(format!("cannot write to {}: {e}", self.dir.display()));
+        {
+            let mut streams = self.locked()?;
+            if !streams.contains_key(stream) {
+                let path = self.dir.join(format!("{stream}.jsonl"));
+                let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(failed)?;
+                streams.insert(stream.to_owned(), (Vec::new(), file));
+            }
+            let Some((all, file)) = streams.get_mut(stream) else {
+                return Err(LogError::Failed("the stream vanished".into()));
+            };
+            if all.len() as u64 != len {
+                return Err(LogError::Moved { expected: len, actual: all.len() as u64 });
+            }
+            let mut text = String::new();
+            for e in &entries {
+                let data = String::from_utf8(e.data.clone()).map_err(|e| LogError::Failed(e.to_string()))?;
+                let line = FileEntry { id: e.id, kind: e.kind.clone(), data };
+                text.push_str(&serde_json::to_string(&line).map_err(|e| LogError::Failed(e.to_string()))?);
+                text.push('\n');
+            }
+            // One write and one fsync: durable before the answer.
+            file.write_all(text.as_bytes()).and_then(|()| file.sync_data()).map_err(failed)?;
+            all.extend(entries);
+        }
+        self.grown.notify_waiters();
+        Ok(())
+    }
+
+    async fn grown(&self, stream: &str, len: u64) -> Result<(), LogError> {
+        let notified = self.grown.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.locked()?.get(stream).map_or(0, |(s, _)| s.len() as u64) > len {
+            return Ok(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), LogError> {
+        self.locked().map(|_| ())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::contract::{deployments, parse};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_file_log_passes_the_store_contract_and_keeps_the_ledger() {
+        crate::contract::run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            (LogStore::open(FileLog::open(dir.path()).unwrap()).await.unwrap(), dir)
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(FileLog::open(dir.path()).unwrap()).await.unwrap();
+        let receipts = store.append(deployments(5, "checkout"), "ci").await.unwrap();
+        store.close().await;
+        drop(store);
+        let store = LogStore::open(FileLog::open(dir.path()).unwrap()).await.unwrap();
+        assert_eq!(*store.head().borrow(), Some(4));
+        let back = store.read(ReadQuery { limit: 10, ..ReadQuery::default() }).await.unwrap();
+        assert_eq!(
+            back.iter().map(|e| e.leaf_hash).collect::<Vec<_>>(),
+            receipts.iter().map(|r| Some(r.leaf_hash)).collect::<Vec<_>>()
+        );
+        store.close().await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_log_store_passes_the_store_contract() {
