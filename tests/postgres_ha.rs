@@ -1,7 +1,8 @@
 //! Two shiplog processes on one PostgreSQL database, under concurrent load;
 //! one is killed (SIGKILL) mid-load. Every event that got a receipt is in
 //! the ledger, seqs are gap-free, and the checkpoints either process signed
-//! form one consistent chain.
+//! form one consistent chain. Also: the database going away (through a
+//! relay the test cuts) and coming back; a ledger moved there and back.
 //!
 //! Needs PostgreSQL (`SHIPLOG_TEST_PG_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`): without one it says SKIPPED
@@ -235,4 +236,99 @@ fn a_generated_ledger_migrated_to_postgres_serves_the_same_history() {
     assert_eq!(server.get("/readyz").0, 200);
     let again = server.all_events();
     assert_eq!(again[..after.len()], after[..], "every record, leaf hash included, after two copies");
+}
+
+/// A TCP relay to PostgreSQL that a test can cut (every connection closed,
+/// new ones refused) and restore: the database "going away" without
+/// stopping the server other tests share.
+struct Relay {
+    port: u16,
+    up: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn to(target: &str) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let open: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let (target, up2, open2) = (target.to_owned(), Arc::clone(&up), Arc::clone(&open));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else { continue };
+                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                {
+                    let mut open = open2.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                }
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Relay { port, up, open }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn with_the_database_away_appends_get_503_and_readiness_fails_then_it_recovers_by_itself() {
+    let Some(pg) = postgres() else { return };
+    let db = Database::new(&pg, "away");
+    let relay = Relay::to("127.0.0.1:5432");
+    let url = db.url.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", relay.port), 1);
+    assert_ne!(url, db.url, "the test database is on 127.0.0.1:5432");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &["--store", &url]);
+    let (status, body) = server.post("/v1/events", &common::deployment("checkout"));
+    assert_eq!(status, 201, "{body}");
+
+    relay.cut();
+    let started = Instant::now();
+    let answer = Server::agent()
+        .post(&format!("{}/v1/events", server.url))
+        .set("Content-Type", "application/json")
+        .send_string(&common::deployment("checkout").to_string());
+    let Err(ureq::Error::Status(503, response)) = answer else { panic!("expected 503, got {answer:?}") };
+    assert!(response.header("Retry-After").is_some(), "503 without Retry-After");
+    let body: Value = response.into_json().unwrap();
+    assert_eq!(body["error"], "store_unavailable", "{body}");
+    assert!(started.elapsed() < Duration::from_secs(30), "answered after {:?}", started.elapsed());
+    assert_eq!(server.get("/readyz").0, 503);
+    assert_eq!(server.get("/healthz").0, 200, "alive, only not ready");
+
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get("/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "not ready again 30 s after the database came back");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (status, body) = server.post("/v1/events", &common::deployment("checkout"));
+    assert_eq!(status, 201, "{body}");
+    // The refused append left nothing; the others are there, gap-free.
+    let events = server.client_events();
+    assert_eq!(events.len(), 2);
+    let seqs: Vec<u64> = server.all_events().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
 }
