@@ -30,8 +30,11 @@ use crate::logstore::{AppendLog, Entry, LogError, LogStore};
 /// The ledger on EventStoreDB / KurrentDB.
 pub type EventStoreDbStore = LogStore<EsdbLog>;
 
-/// How long one call to the server may take.
+/// How long an append may take.
 const DEADLINE: Duration = Duration::from_secs(10);
+/// How long a read may take: a catch-up page is up to 1,000 records, and
+/// records may be large.
+const READ_DEADLINE: Duration = Duration::from_secs(60);
 /// How often a follower asks for the ledger's last event.
 const POLL: Duration = Duration::from_millis(200);
 /// The server's `MaxAppendSize` unless the URL says otherwise.
@@ -152,7 +155,7 @@ impl AppendLog for EsdbLog {
             .forwards()
             .position(StreamPosition::Position(from))
             .max_count(count)
-            .deadline(DEADLINE);
+            .deadline(READ_DEADLINE);
         let mut read = match self.client.read_stream(stream, &options).await {
             Ok(r) => r,
             Err(eventstore::Error::ResourceNotFound) => return Ok(Vec::new()),
