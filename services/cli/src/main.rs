@@ -53,7 +53,7 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Generate a realistic organisation history (NDJSON, or into a store)
     Generate(generate::GenerateArgs),
-    /// Copy a ledger into PostgreSQL, record for record, and check the roots match
+    /// Copy a ledger to another store (PostgreSQL, a new SQLite file, EventStoreDB), record for record, and check the roots match
     Migrate(migrate::MigrateArgs),
     /// Create, list and revoke API tokens (needs an admin token)
     Token(token::TokenArgs),

@@ -26,9 +26,9 @@ const PAGE: usize = 5_000;
 Stop the servers writing to --from first: what is appended after the copy
 starts is not copied. --to must be an empty PostgreSQL database, a SQLite
 file that does not exist yet, or an EventStoreDB / KurrentDB server without
-a shiplog ledger. The copy
-keeps every record and its leaf hash, and the last signed checkpoint; start
-the servers on --to with the same --checkpoint-key.")]
+a shiplog ledger. The copy keeps every record and its leaf hash, and the
+last signed checkpoint; start the servers on --to with the same
+--checkpoint-key.")]
 pub struct MigrateArgs {
     /// The ledger to copy: sqlite:PATH, postgres://… or esdb://…
     #[arg(long, value_name = "URL")]
