@@ -682,7 +682,6 @@ impl Writer {
         let mut ids: HashMap<Uuid, u64> = HashMap::new();
         let mut next_stream_id = self.next_stream_id;
         let mut last_recorded_at = self.last_recorded_at;
-        let unsaved = self.recent.unsaved;
         let tx = self.conn.transaction()?;
         let written = (|| {
             let mut insert_stream = tx.prepare_cached("INSERT INTO streams (stream_id, name) VALUES (?1, ?2)")?;
@@ -748,9 +747,10 @@ impl Writer {
         })();
         let written = written.and_then(|()| tx.commit().map_err(StoreError::from));
         if let Err(e) = written {
-            // Rolled back (dropping the transaction): forget its tree hashes.
-            self.recent.unsaved = unsaved;
-            self.recent.forget_unsaved();
+            // Rolled back (dropping the transaction): forget the window of
+            // recent tree hashes altogether (a cache; the database has the
+            // rest), which cannot leave it pointing past what is stored.
+            self.recent = RecentHashes::default();
             return Err(e);
         }
         self.next_seq += records.len() as u64;
@@ -1301,6 +1301,16 @@ mod tests {
         forged.raw.event.recorded_by = "someone-else".into();
         let err = copy.import(vec![forged]).await.unwrap_err();
         assert!(err.to_string().contains("does not hash to its stored leaf"), "{err}");
+        // Refused by the writer part-way (a repeated id after good records):
+        // nothing of it stays, not even in the writer's tree cache.
+        let mut repeated = records[8..11].to_vec();
+        repeated[2].raw.event.id = records[0].raw.event.id;
+        let mut full = repeated[2].raw.event.clone();
+        full.data = serde_json::from_str(&repeated[2].raw.data).unwrap();
+        repeated[2].raw.event.leaf_hash = Some(shiplog_core::merkle::leaf_hash(&full).unwrap());
+        let err = copy.import(repeated).await.unwrap_err();
+        assert!(err.to_string().contains("recorded twice"), "{err}");
+        assert_eq!(*copy.head().borrow(), Some(7));
         copy.import(records[8..].to_vec()).await.unwrap();
         assert_eq!(copy.read_records(None, 1_000).await.unwrap(), records);
         assert_eq!(*copy.head().borrow(), Some(20));
