@@ -1243,8 +1243,19 @@ impl AppendLog for FileLog {
                 text.push_str(&serde_json::to_string(&line).map_err(|e| LogError::Failed(e.to_string()))?);
                 text.push('\n');
             }
-            // One write and one fsync: durable before the answer.
-            file.write_all(text.as_bytes()).and_then(|()| file.sync_data()).map_err(failed)?;
+            // One write and one fsync: durable before the answer. On a
+            // failure, cut the file back to what it held, so that neither a
+            // torn line nor lines the store was told failed remain.
+            let before = file.metadata().map_err(failed)?.len();
+            if let Err(e) = file.write_all(text.as_bytes()).and_then(|()| file.sync_data()) {
+                file.set_len(before).and_then(|()| file.sync_data()).map_err(|cut| {
+                    LogError::Failed(format!(
+                        "cannot write to {} ({e}), nor cut back what was written ({cut}); repair the file before restarting",
+                        self.dir.display()
+                    ))
+                })?;
+                return Err(failed(e));
+            }
             all.extend(entries);
         }
         self.grown.notify_waiters();

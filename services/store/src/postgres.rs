@@ -59,6 +59,8 @@ const APPEND_LOCK: i64 = 0x0073_6869_706c_6f67;
 const MIGRATE_LOCK: i64 = APPEND_LOCK + 1;
 /// How long an append waits for another process's append to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long one group's transaction may take in all, lock wait included.
+const GROUP_WAIT: Duration = Duration::from_secs(25);
 /// The channel commits are announced on.
 const CHANNEL: &str = "shiplog_appended";
 /// How often a follower asks for the tip when no notification came.
@@ -404,7 +406,16 @@ async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        match inner.write_group(&group).await {
+        // However a query stalls (a half-open connection), the group is
+        // answered: dropping the future drops its transaction and connection.
+        let written = match tokio::time::timeout(GROUP_WAIT, inner.write_group(&group)).await {
+            Ok(written) => written,
+            Err(_) => Err(AppendError::Unavailable(format!(
+                "PostgreSQL did not finish an append within {} s; try again",
+                GROUP_WAIT.as_secs()
+            ))),
+        };
+        match written {
             Ok(outcomes) => {
                 for (r, outcome) in group.into_iter().zip(outcomes) {
                     let _ = r.reply.send(outcome);
