@@ -145,6 +145,23 @@ pub struct StoredRecord {
     pub digest: Vec<u8>,
 }
 
+impl StoredRecord {
+    /// The record with its `data` parsed, checked to hash to its own stored
+    /// leaf: what every store's `import` demands of a copied record.
+    pub(crate) fn checked(&self) -> Result<(RecordedEvent, Hash), StoreError> {
+        let seq = self.raw.event.seq;
+        let mut full = self.raw.event.clone();
+        full.data = serde_json::from_str(&self.raw.data)
+            .map_err(|e| StoreError::Corrupt { seq, problem: format!("data: {e}") })?;
+        let leaf = shiplog_core::merkle::leaf_hash(&full)
+            .map_err(|e| StoreError::Corrupt { seq, problem: format!("cannot hash the record: {e}") })?;
+        if Some(leaf) != self.raw.event.leaf_hash {
+            return Err(StoreError::Corrupt { seq, problem: "the record does not hash to its stored leaf".into() });
+        }
+        Ok((full, leaf))
+    }
+}
+
 /// A signed checkpoint as the store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredCheckpoint {

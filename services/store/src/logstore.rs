@@ -41,7 +41,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shiplog_core::event::format_time;
-use shiplog_core::merkle::{Hash, HashReader, LeafTemplate, MemoryTree, from_hex, leaf_hash, to_hex};
+use shiplog_core::merkle::{Hash, HashReader, LeafTemplate, MemoryTree, from_hex, to_hex};
 use shiplog_core::{EventType, NewEvent, Receipt, RecordedEvent};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -483,6 +483,20 @@ impl<L: AppendLog> LogStore<L> {
         Ok(out)
     }
 
+    /// The events at `seqs`, their `data` parsed.
+    async fn fetch_events(&self, seqs: &[u64]) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.fetch(seqs)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let mut event = r.raw.event;
+                event.data = serde_json::from_str(&r.raw.data)
+                    .map_err(|e| StoreError::Corrupt { seq: event.seq, problem: format!("data: {e}") })?;
+                Ok(event)
+            })
+            .collect()
+    }
+
     fn sender(&self) -> Option<mpsc::Sender<Request>> {
         self.queue.lock().ok().and_then(|q| q.clone())
     }
@@ -811,16 +825,7 @@ impl<L: AppendLog> EventStore for LogStore<L> {
 
     async fn read(&self, query: ReadQuery) -> Result<Vec<RecordedEvent>, StoreError> {
         let seqs = self.matching(&query)?;
-        self.fetch(&seqs)
-            .await?
-            .into_iter()
-            .map(|r| {
-                let mut event = r.raw.event;
-                event.data = serde_json::from_str(&r.raw.data)
-                    .map_err(|e| StoreError::Corrupt { seq: event.seq, problem: format!("data: {e}") })?;
-                Ok(event)
-            })
-            .collect()
+        self.fetch_events(&seqs).await
     }
 
     async fn read_raw(&self, after: Option<u64>, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
@@ -851,15 +856,8 @@ impl<L: AppendLog> EventStore for LogStore<L> {
                     "the copied records must continue this ledger: its next seq is {next}, the record's {seq}"
                 )));
             }
-            let data: Value = serde_json::from_str(&record.raw.data)
-                .map_err(|e| StoreError::Corrupt { seq, problem: format!("data: {e}") })?;
-            let mut full = event.clone();
-            full.data = data.clone();
-            let leaf = leaf_hash(&full)
-                .map_err(|e| StoreError::Corrupt { seq, problem: format!("cannot hash the record: {e}") })?;
-            if Some(leaf) != event.leaf_hash {
-                return Err(StoreError::Corrupt { seq, problem: "the record does not hash to its stored leaf".into() });
-            }
+            let (full, leaf) = record.checked()?;
+            let data = full.data;
             let digest = <[u8; 32]>::try_from(record.digest.as_slice())
                 .map_err(|_| StoreError::Corrupt { seq, problem: "the digest is not 32 bytes".into() })?;
             rows.push(RecordJson {
@@ -933,16 +931,7 @@ impl<L: AppendLog> EventStore for LogStore<L> {
             let from = usize::try_from(from_version).unwrap_or(usize::MAX).min(all.len());
             all.get(from..).unwrap_or(&[]).iter().take(limit.clamp(1, MAX_READ_LIMIT)).copied().collect()
         };
-        self.fetch(&seqs)
-            .await?
-            .into_iter()
-            .map(|r| {
-                let mut event = r.raw.event;
-                event.data = serde_json::from_str(&r.raw.data)
-                    .map_err(|e| StoreError::Corrupt { seq: event.seq, problem: format!("data: {e}") })?;
-                Ok(event)
-            })
-            .collect()
+        self.fetch_events(&seqs).await
     }
 
     async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
@@ -1282,6 +1271,7 @@ impl AppendLog for FileLog {
 mod tests {
     use super::*;
     use crate::contract::{deployments, parse};
+    use shiplog_core::merkle::leaf_hash;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_file_log_passes_the_store_contract_and_keeps_the_ledger() {

@@ -900,14 +900,7 @@ impl EventStore for PostgresStore {
                     "the copied records must continue this ledger: its next seq is {next}, the record's {seq}"
                 )));
             }
-            let mut full = event.clone();
-            full.data = serde_json::from_str(&record.raw.data)
-                .map_err(|e| StoreError::Corrupt { seq, problem: format!("data: {e}") })?;
-            let leaf = shiplog_core::merkle::leaf_hash(&full)
-                .map_err(|e| StoreError::Corrupt { seq, problem: format!("cannot hash the record: {e}") })?;
-            if Some(leaf) != event.leaf_hash {
-                return Err(StoreError::Corrupt { seq, problem: "the record does not hash to its stored leaf".into() });
-            }
+            let (_, leaf) = record.checked()?;
             tree.append(&mut tx, seq, leaf).await.map_err(from_append)?;
             cols.push_record(record)?;
             next += 1;

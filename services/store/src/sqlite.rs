@@ -508,16 +508,7 @@ impl EventStore for SqliteStore {
         }
         // Each record must hash to its own leaf: checked here, off the writer.
         for record in &records {
-            let event = &record.raw.event;
-            let seq = event.seq;
-            let mut full = event.clone();
-            full.data = serde_json::from_str(&record.raw.data)
-                .map_err(|e| StoreError::Corrupt { seq, problem: format!("data: {e}") })?;
-            let leaf = shiplog_core::merkle::leaf_hash(&full)
-                .map_err(|e| StoreError::Corrupt { seq, problem: format!("cannot hash the record: {e}") })?;
-            if Some(leaf) != event.leaf_hash {
-                return Err(StoreError::Corrupt { seq, problem: "the record does not hash to its stored leaf".into() });
-            }
+            record.checked()?;
         }
         let queue = self.queue().ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?;
         let (reply, answer) = oneshot::channel();
